@@ -1,0 +1,1 @@
+"""Agent definitions (YAML) and their loading."""

@@ -1,0 +1,29 @@
+"""Core configuration: frozen dataclasses, filled from flags and environment at one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import limits
+from core.engine.turns import EngineConfig
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SWITCHBOARD_DATA_DIR", ".switchboard"))
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    database: str = field(default_factory=lambda: str(default_data_dir() / "switchboard.db"))
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    max_message_bytes: int = limits.MAX_GRPC_MESSAGE_BYTES
+    max_concurrent_rpcs: int = limits.MAX_CONCURRENT_RPCS
+    # Keepalive: ping idle clients every 60 s so dead peers (mobile networks) are noticed;
+    # allow clients to ping every 10 s without data (long streams behind proxies).
+    keepalive_time_ms: int = 60_000
+    keepalive_timeout_ms: int = 20_000
+    min_client_ping_interval_ms: int = 10_000

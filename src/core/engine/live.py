@@ -1,0 +1,176 @@
+"""Live turns: the in-memory event log of a running turn and the clients following it.
+
+A turn runs in its own task, apart from the RPC that started it, so a client can go away
+and come back (reattach) and a duplicate request can attach to the same turn. Followers
+read the turn's event log from any sequence number and then wait for new events.
+
+When the last follower leaves before the turn ends, the turn is detached: it keeps
+running for `detach_grace_s` so the client can reattach; with nobody back by then it is
+cancelled (and stored as cancelled). This registry is per process; a Redis-backed one
+(shared event log, cancellation channel) slots in behind the same methods when replicas
+arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from core.events import Event, EventBody
+
+log = logging.getLogger("switchboard.turns")
+
+CANCEL_DISCONNECT = "cancelled"
+CANCEL_STOP = "stopped"
+CANCEL_SHUTDOWN = "shutdown"
+
+
+class LiveTurn:
+    def __init__(
+        self,
+        *,
+        turn_id: str,
+        conversation_id: str,
+        org_id: str,
+        first_seq: int,
+        now: Callable[[], datetime],
+        detach_grace_s: float,
+    ) -> None:
+        self.turn_id = turn_id
+        self.conversation_id = conversation_id
+        self.org_id = org_id
+        self.events: list[Event] = []
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_reason = ""
+        # Set once the turn is being stored: from then on it can no longer be cancelled.
+        self.committing = False
+        self.idempotency_key = ""
+        self.request_hash = ""
+        self._next_seq = first_seq
+        self._now = now
+        self._grace = detach_grace_s
+        self._changed = asyncio.Event()
+        self._followers = 0
+        self._detach_timer: asyncio.TimerHandle | None = None
+        self.finished = asyncio.Event()
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def make_event(self, body: EventBody) -> Event:
+        """Number an event without publishing it (the completed event is numbered, stored,
+        then published)."""
+        event = Event(self._next_seq, self.conversation_id, self.turn_id, self._now(), body)
+        self._next_seq += 1
+        return event
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+        if event.terminal:
+            self.done = True
+            self.finished.set()
+            self._cancel_timer()
+        # Wake every follower; each re-arms by waiting on a fresh Event.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def emit(self, body: EventBody) -> Event:
+        event = self.make_event(body)
+        self.publish(event)
+        return event
+
+    def cancel(self, reason: str) -> bool:
+        """Ask the running task to stop; the first reason wins. False if already ended."""
+        if self.done or self.committing or self.task is None or self.task.done():
+            return False
+        if not self.cancel_reason:
+            self.cancel_reason = reason
+            self.task.cancel()
+        return True
+
+    async def follow(self, after_seq: int = 0) -> AsyncIterator[Event]:
+        """Yield events with seq > after_seq, then live ones, until the terminal event."""
+        self._followers += 1
+        self._cancel_timer()
+        try:
+            index = 0
+            while True:
+                while index < len(self.events):
+                    event = self.events[index]
+                    index += 1
+                    if event.seq > after_seq:
+                        yield event
+                    if event.terminal:
+                        return
+                if self.done:
+                    return
+                await self._changed.wait()
+        finally:
+            self._followers -= 1
+            if self._followers == 0 and not self.done:
+                self._on_detached()
+
+    def _on_detached(self) -> None:
+        if self._grace <= 0:
+            log.info("turn %s: client left, cancelling", self.turn_id)
+            self.cancel(CANCEL_DISCONNECT)
+            return
+        log.info("turn %s: client left, %.1fs to reattach", self.turn_id, self._grace)
+        loop = asyncio.get_running_loop()
+        self._detach_timer = loop.call_later(self._grace, self._detach_expired)
+
+    def _detach_expired(self) -> None:
+        self._detach_timer = None
+        if self._followers == 0 and not self.done:
+            log.info("turn %s: nobody reattached, cancelling", self.turn_id)
+            self.cancel(CANCEL_DISCONNECT)
+
+    def _cancel_timer(self) -> None:
+        if self._detach_timer is not None:
+            self._detach_timer.cancel()
+            self._detach_timer = None
+
+
+class LiveTurns:
+    """The running turns of this process, by conversation."""
+
+    def __init__(self) -> None:
+        self._by_conversation: dict[str, LiveTurn] = {}
+
+    def get(self, conversation_id: str) -> LiveTurn | None:
+        return self._by_conversation.get(conversation_id)
+
+    def add(self, turn: LiveTurn) -> None:
+        self._by_conversation[turn.conversation_id] = turn
+
+    def remove(self, turn: LiveTurn) -> None:
+        if self._by_conversation.get(turn.conversation_id) is turn:
+            del self._by_conversation[turn.conversation_id]
+
+    def by_key(self, org_id: str, idempotency_key: str) -> LiveTurn | None:
+        for turn in self._by_conversation.values():
+            if turn.org_id == org_id and turn.idempotency_key == idempotency_key:
+                return turn
+        return None
+
+    def all(self) -> list[LiveTurn]:
+        return list(self._by_conversation.values())
+
+    async def drain(self, grace_s: float) -> None:
+        """Give running turns `grace_s` to finish, then cancel the rest and wait for them
+        to be stored."""
+        turns = self.all()
+        if not turns:
+            return
+        waits = [asyncio.create_task(t.finished.wait()) for t in turns]
+        _, pending = await asyncio.wait(waits, timeout=grace_s)
+        for turn in turns:
+            turn.cancel(CANCEL_SHUTDOWN)
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=5)

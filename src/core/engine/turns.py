@@ -1,0 +1,583 @@
+"""The turn engine: from a `TurnRequest` to a stored reply, as a stream of events.
+
+`start_turn` checks the request, resolves organisation, agent and conversation, writes
+the user message and the turn row, and starts the turn in its own task; callers follow
+the returned `LiveTurn`. The task runs the agent loop, and when it ends (completed,
+interrupted, stopped, cancelled, failed) it stores the transcript and every event in one
+transaction *before* publishing the terminal event, so a client that saw `completed`
+can always read the reply back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from core import limits
+from core.clock import Clock, IdSource
+from core.domain import (
+    AgentRecord,
+    ConversationRecord,
+    InterruptRecord,
+    MessageRecord,
+    PendingCall,
+    Principal,
+    TurnRecord,
+    TurnRequest,
+)
+from core.engine import intake, router
+from core.engine.identity import resolve_identity
+from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
+from core.engine.loop import LoopInputs, LoopState, run_agent_loop
+from core.errors import Code, Reason, SwitchboardError, not_found
+from core.events import (
+    Completed,
+    Event,
+    InterruptEvent,
+    RoutedEvent,
+    Routing,
+    StreamError,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallStart,
+    ToolResult,
+    TurnStarted,
+    TurnStatus,
+    Usage,
+    UsageEvent,
+)
+from core.ids import canonical_conversation_id
+from core.providers.base import ChatMessage, GenerationRequest, ModelProvider, ProviderError
+from core.providers.registry import build_provider
+from core.store.base import EndUser, Store, TurnBegin, TurnCommit
+from core.tools import ServerTools, ToolContext
+
+log = logging.getLogger("switchboard.turns")
+
+HISTORY_FOR_MODEL = 40  # prior transcript messages handed to the model
+_ROLE_ALIASES = {
+    "user": "user", "customer": "user", "visitor": "user", "human": "user",
+    "assistant": "assistant", "agent": "assistant", "bot": "assistant", "ai": "assistant",
+}
+
+Pricer = Callable[[str, Usage], Awaitable[Usage]]
+
+
+async def _no_pricing(org_id: str, usage: Usage) -> Usage:
+    return usage
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    detach_grace_s: float = limits.DEFAULT_DETACH_GRACE_S
+    interrupt_ttl_s: float = limits.DEFAULT_INTERRUPT_TTL_S
+    shutdown_grace_s: float = limits.DEFAULT_SHUTDOWN_GRACE_S
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFold:
+    """A finished (or paused) turn, as the unary calls return it."""
+
+    conversation_id: str
+    turn_id: str
+    agent_id: str
+    agent_slug: str
+    last_seq: int
+    completed: Completed | None = None
+    interrupt: InterruptEvent | None = None
+    pending_calls: tuple[PendingCall, ...] = ()
+    error: StreamError | None = None
+    events: tuple[Event, ...] = field(default_factory=tuple)
+
+
+def request_hash(request: TurnRequest) -> str:
+    """A stable digest of what the client asked (idempotency compares these)."""
+    data = asdict(request)
+    data.pop("idempotency_key", None)
+    data.pop("metadata", None)
+    raw = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class TurnEngine:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        ids: IdSource,
+        config: EngineConfig | None = None,
+        *,
+        tools: ServerTools | None = None,
+        provider_factory: Callable[[AgentRecord], ModelProvider] | None = None,
+        pricer: Pricer | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+        self.config = config or EngineConfig()
+        self.tools = tools or ServerTools()
+        self.live = LiveTurns()
+        self.draining = False
+        self._provider_factory = provider_factory or (
+            lambda agent: build_provider(agent.definition, agent.id)
+        )
+        self.price = pricer or _no_pricing
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- resolution ---------------------------------------------------------------------
+
+    async def resolve_agent(
+        self, org_id: str, ref: str, conversation: ConversationRecord | None
+    ) -> AgentRecord:
+        if ref:
+            agent = await self.store.get_agent(org_id, ref)
+            if agent is None:
+                raise not_found(Reason.AGENT_NOT_FOUND, f"Agent '{ref}' not found.", agent=ref)
+            return agent
+        if conversation is not None:
+            agent = await self.store.get_agent(org_id, conversation.agent_id)
+            if agent is not None:
+                return agent
+        agent = await self.store.get_active_agent(org_id)
+        if agent is None:
+            raise SwitchboardError(
+                Code.FAILED_PRECONDITION, Reason.NO_ACTIVE_AGENT,
+                "This organisation has no active agent.",
+            )
+        return agent
+
+    async def resolve_conversation(
+        self, principal: Principal, conversation_id: str
+    ) -> ConversationRecord:
+        canonical = canonical_conversation_id(conversation_id)
+        conversation = (
+            await self.store.get_conversation(principal.org_id, canonical) if canonical else None
+        )
+        if conversation is None or (
+            principal.conversation_id and principal.conversation_id != conversation.id
+        ):
+            raise not_found(
+                Reason.CONVERSATION_NOT_FOUND, f"Conversation '{conversation_id}' not found.",
+            )
+        return conversation
+
+    def _check_origin(self, principal: Principal, allowed: tuple[str, ...], origin: str) -> None:
+        """Publishable keys only work from the organisation's allowed origins when called from
+        a browser (an Origin header); server-side calls carry no Origin."""
+        if principal.key_kind != "publishable" or not origin or not allowed:
+            return
+        if origin.rstrip("/") not in {o.rstrip("/") for o in allowed} and "*" not in allowed:
+            raise SwitchboardError(
+                Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
+                f"Origin {origin} is not allowed for this key.",
+            )
+
+    # -- starting turns -----------------------------------------------------------------
+
+    async def start_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
+        if self.draining:
+            raise SwitchboardError(
+                Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down; retry shortly."
+            )
+        mode = intake.validate(request)
+        org = await self.store.get_org(principal.org_id)
+        if org is None:
+            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
+        self._check_origin(principal, org.settings.allowed_origins, request.origin)
+        if request.resume is not None:
+            return await self._resume_turn(principal, request)
+        identity = await resolve_identity(self.store, org, request, self.clock)
+
+        conversation: ConversationRecord | None = None
+        if request.conversation_id:
+            conversation = await self.resolve_conversation(principal, request.conversation_id)
+        elif principal.conversation_id:
+            conversation = await self.resolve_conversation(principal, principal.conversation_id)
+        agent = await self.resolve_agent(
+            principal.org_id, request.agent or principal.agent_id, conversation
+        )
+        if conversation is not None:
+            running = self.live.get(conversation.id)
+            if running is not None and not running.done:
+                raise SwitchboardError(
+                    Code.ABORTED, Reason.TURN_IN_PROGRESS,
+                    "A turn is already running in this conversation; wait for it or stop it.",
+                )
+        now = self.clock.now()
+        new_conversation = None
+        if conversation is None:
+            conversation = ConversationRecord(
+                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id,
+                user_id=identity.user_id, status="open", last_seq=0,
+                created_at=now, updated_at=now, context=identity.context,
+                variables=dict(request.variables),
+            )
+            new_conversation = conversation
+        turn_id = self.ids.uuid()
+        first_seq = conversation.last_seq + 1
+        prior: list[MessageRecord] = []
+        if new_conversation is not None:
+            for item in request.history:
+                role = _ROLE_ALIASES.get(item.role.lower(), "user")
+                prior.append(self._message(conversation.id, org.id, turn_id, role, item.content,
+                                           TurnStatus.COMPLETED, agent_id=agent.id,
+                                           metadata={"source": "client_history"}))
+        user_message = self._message(
+            conversation.id, org.id, turn_id, "user", request.message, TurnStatus.COMPLETED,
+            images=request.images,
+            metadata={"dialect": request.dialect, "mode": mode, "user_id": identity.user_id},
+        )
+        turn = TurnRecord(
+            id=turn_id, conversation_id=conversation.id, org_id=org.id,
+            status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=first_seq,
+            last_seq=first_seq - 1, created_at=now, updated_at=now,
+            idempotency_key=request.idempotency_key, request_hash=request_hash(request),
+        )
+        await self.store.begin_turn(TurnBegin(
+            turn=turn,
+            new_conversation=new_conversation,
+            prior_messages=tuple(prior),
+            user_message=user_message,
+            end_user=identity.end_user,
+            conversation_context=identity.context if new_conversation is None else None,
+            conversation_variables=(
+                {**conversation.variables, **request.variables}
+                if request.variables and new_conversation is None else None
+            ),
+        ))
+        live = self._new_live(turn, request)
+        live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn_id,
+                              new_conversation=new_conversation is not None))
+        decision = router.route(agent.definition, request.message, mode, now)
+        history = await self._model_history(org.id, conversation.id, exclude_turn="")
+        state = LoopState(messages=history)
+        base = GenerationRequest(
+            messages=(),
+            context=identity.context_entries,
+            traits=identity.traits,
+            behavior_context=request.behavior_context,
+            instructions=agent.definition.instructions,
+            mode=mode,
+        )
+        self._spawn(live, self._run(live, agent, request, state, base, decision))
+        return live
+
+    async def _resume_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
+        assert request.resume is not None
+        resume = request.resume
+        now = self.clock.now()
+        record = await self.store.get_interrupt(principal.org_id, resume.interrupt_id)
+        if record is None or (
+            request.conversation_id
+            and canonical_conversation_id(request.conversation_id) != record.conversation_id
+        ):
+            raise not_found(Reason.INTERRUPT_NOT_FOUND,
+                            f"Interrupt '{resume.interrupt_id}' not found.")
+        if record.status != "pending":
+            raise SwitchboardError(Code.ALREADY_EXISTS, Reason.INTERRUPT_ALREADY_RESUMED,
+                                   "This interrupt was already resumed.")
+        if now >= record.expires_at:
+            raise SwitchboardError(Code.FAILED_PRECONDITION, Reason.INTERRUPT_EXPIRED,
+                                   "This interrupt has expired.")
+        expected = {c.tool_call_id for c in record.calls}
+        given = {r.tool_call_id for r in resume.results}
+        if given != expected:
+            missing = sorted(expected - given)
+            unknown = sorted(given - expected)
+            raise SwitchboardError(
+                Code.INVALID_ARGUMENT, Reason.INVALID_INPUT,
+                "resume must carry one result per pending tool call"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(unknown)}" if unknown else ""),
+            )
+        conversation = await self.resolve_conversation(principal, record.conversation_id)
+        running = self.live.get(conversation.id)
+        if running is not None and not running.done:
+            raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
+                                   "A turn is already running in this conversation.")
+        if not await self.store.claim_interrupt(record.id, now):
+            raise SwitchboardError(Code.ALREADY_EXISTS, Reason.INTERRUPT_ALREADY_RESUMED,
+                                   "This interrupt was already resumed.")
+        agent = await self.resolve_agent(principal.org_id, "", conversation)
+        turn = await self.store.get_turn(principal.org_id, record.turn_id)
+        assert turn is not None
+        turn = TurnRecord(
+            id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
+            status=TurnStatus.RUNNING, agent_id=turn.agent_id,
+            first_seq=conversation.last_seq + 1, last_seq=conversation.last_seq,
+            created_at=turn.created_at, updated_at=now,
+        )
+        live = self._new_live(turn, request)
+        live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn.id, resumed=True))
+        state = LoopState.from_json(record.state)
+        results = {r.tool_call_id: r for r in resume.results}
+        for call in record.calls:
+            result = results[call.tool_call_id]
+            state.messages.append(ChatMessage("tool", result.result_json,
+                                              tool_call_id=call.tool_call_id, name=call.tool_name))
+            live.emit(ToolResult(call.tool_call_id, result.result_json, result.is_error))
+        base_json = record.state.get("base", {})
+        base = GenerationRequest(
+            messages=(),
+            behavior_context=str(base_json.get("behavior_context", "")),
+            instructions=agent.definition.instructions,
+            mode=str(base_json.get("mode", "chat")),
+            traits=dict(base_json.get("traits", {})),
+        )
+        self._spawn(live, self._run(live, agent, request, state, base, None))
+        return live
+
+    def _new_live(self, turn: TurnRecord, request: TurnRequest) -> LiveTurn:
+        live = LiveTurn(
+            turn_id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
+            first_seq=turn.first_seq, now=self.clock.now,
+            detach_grace_s=self.config.detach_grace_s,
+        )
+        live.idempotency_key = request.idempotency_key
+        live.request_hash = turn.request_hash
+        self.live.add(live)
+        return live
+
+    def _spawn(self, live: LiveTurn, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"turn-{live.turn_id}")
+        live.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _message(
+        self, conversation_id: str, org_id: str, turn_id: str, role: str, content: str,
+        status: str, **extra: Any,
+    ) -> MessageRecord:
+        return MessageRecord(
+            id=self.ids.uuid(), conversation_id=conversation_id, org_id=org_id, turn_id=turn_id,
+            role=role, content=content, status=status, created_at=self.clock.now(), **extra,
+        )
+
+    async def _model_history(self, org_id: str, conversation_id: str,
+                             exclude_turn: str) -> list[ChatMessage]:
+        messages, _ = await self.store.list_messages(org_id, conversation_id, 10_000)
+        relevant = [
+            m for m in messages
+            if m.role in ("user", "assistant") and m.content and m.turn_id != exclude_turn
+        ]
+        return [ChatMessage(m.role, m.content) for m in relevant[-HISTORY_FOR_MODEL:]]
+
+    # -- running turns ------------------------------------------------------------------
+
+    async def _run(
+        self,
+        live: LiveTurn,
+        agent: AgentRecord,
+        request: TurnRequest,
+        state: LoopState,
+        base: GenerationRequest,
+        decision: router.RouteDecision | None,
+    ) -> None:
+        status = TurnStatus.COMPLETED
+        routing: Routing | None = None
+        pending: tuple[Any, ...] = ()
+        error: StreamError | None = None
+        try:
+            if decision is not None:
+                routing = await self._route(live, agent, decision)
+                state.text = decision.message
+                live.emit(RoutedEvent(routing))
+                live.emit(TextDelta(decision.message))
+                status = TurnStatus.ROUTED
+            else:
+                provider = self._provider_factory(agent)
+                tool_ctx = ToolContext(live.org_id, live.conversation_id, agent, self.store,
+                                       self.clock, self.ids)
+                tools = (*self.tools.specs(agent), *request.client_tools)
+                inputs = LoopInputs(provider, tuple(tools), tool_ctx, self.tools, base)
+                outcome = await run_agent_loop(inputs, state, live.emit)
+                pending = outcome.pending
+                if pending:
+                    status = TurnStatus.INTERRUPTED
+        except asyncio.CancelledError:
+            status = TurnStatus.STOPPED if live.cancel_reason == CANCEL_STOP else (
+                TurnStatus.CANCELLED
+            )
+            log.info("turn %s %s with %d characters", live.turn_id, status, len(state.text))
+        except ProviderError as exc:
+            status = TurnStatus.FAILED
+            error = StreamError(Code.UNAVAILABLE.name, Reason.PROVIDER_ERROR.value, str(exc))
+            log.warning("turn %s: provider failed: %s", live.turn_id, exc)
+        except SwitchboardError as exc:
+            status = TurnStatus.FAILED
+            error = StreamError(exc.code.name, exc.reason.value, exc.message)
+        except Exception:
+            status = TurnStatus.FAILED
+            error = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value, "Internal error.")
+            log.exception("turn %s failed", live.turn_id)
+        try:
+            await self._finish(live, agent, request, state, base, status, routing, pending, error)
+        finally:
+            self.live.remove(live)
+
+    async def _route(
+        self, live: LiveTurn, agent: AgentRecord, decision: router.RouteDecision
+    ) -> Routing:
+        ticket_id = "tkt_" + self.ids.uuid().replace("-", "")[:12]
+        await self.store.create_ticket(
+            ticket_id, live.org_id, live.conversation_id, decision.team,
+            f"Routed by rule to {decision.team}", self.clock.now(),
+        )
+        return Routing(action=decision.action, ticket_id=ticket_id, team=decision.team)
+
+    async def _finish(
+        self,
+        live: LiveTurn,
+        agent: AgentRecord,
+        request: TurnRequest,
+        state: LoopState,
+        base: GenerationRequest,
+        status: str,
+        routing: Routing | None,
+        pending: tuple[Any, ...],
+        error: StreamError | None,
+    ) -> None:
+        """Store the turn, then publish its terminal event. Runs shielded from a second
+        cancellation: a stop arriving while we store must not leave it half-written."""
+        live.committing = True
+        now = self.clock.now()
+        usage = await self.price(live.org_id, state.usage)
+        if usage.total_tokens:
+            live.emit(UsageEvent(usage))
+        messages: list[MessageRecord] = []
+        interrupt: InterruptRecord | None = None
+        if pending:
+            expires = now + timedelta(seconds=self.config.interrupt_ttl_s)
+            interrupt_id = "int_" + self.ids.uuid().replace("-", "")
+            state.usage = usage
+            snapshot = state.to_json()
+            snapshot["base"] = {
+                "behavior_context": base.behavior_context, "mode": base.mode,
+                "traits": base.traits,
+            }
+            interrupt = InterruptRecord(
+                id=interrupt_id, org_id=live.org_id, conversation_id=live.conversation_id,
+                turn_id=live.turn_id, status="pending",
+                calls=tuple(PendingCall(c.id, c.name, c.arguments_json) for c in pending),
+                state=snapshot, expires_at=expires, created_at=now,
+            )
+            terminal = live.make_event(
+                InterruptEvent(interrupt_id, tuple(c.id for c in pending), expires)
+            )
+        elif error is not None:
+            if state.text:
+                messages.append(self._message(
+                    live.conversation_id, live.org_id, live.turn_id, "assistant", state.text,
+                    status, agent_id=agent.id, actions=tuple(state.actions), usage=usage,
+                ))
+            terminal = live.make_event(error)
+        else:
+            message = self._message(
+                live.conversation_id, live.org_id, live.turn_id, "assistant", state.text, status,
+                agent_id=agent.id, actions=tuple(state.actions), confidence=state.confidence,
+                usage=usage,
+                metadata={"routing": asdict(routing)} if routing else {},
+            )
+            messages.append(message)
+            terminal = live.make_event(Completed(
+                text=state.text, actions=tuple(state.actions), confidence=state.confidence,
+                usage=usage, routing=routing, status=status, agent_id=agent.id,
+                model=usage.model or ("routing" if routing else ""), message_id=message.id,
+            ))
+        commit = TurnCommit(
+            turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
+            last_seq=terminal.seq, updated_at=now, events=(*live.events, terminal),
+            messages=tuple(messages), interrupt=interrupt,
+        )
+        try:
+            await asyncio.shield(self.store.commit_turn(commit))
+        except asyncio.CancelledError:
+            # The commit goes on inside the shield; nothing more to publish from here.
+            log.warning("turn %s: cancelled while storing", live.turn_id)
+        except Exception:
+            log.exception("turn %s: could not be stored", live.turn_id)
+            terminal = live.make_event(StreamError(
+                Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
+            ))
+        live.publish(terminal)
+
+    # -- reading and controlling turns --------------------------------------------------
+
+    async def run_to_end(self, live: LiveTurn) -> TurnFold:
+        """Follow a live turn to its end and fold it (the unary calls)."""
+        events = [event async for event in live.follow(0)]
+        return fold(events)
+
+    async def stop(self, principal: Principal, conversation_id: str) -> tuple[bool, str]:
+        conversation = await self.resolve_conversation(principal, conversation_id)
+        live = self.live.get(conversation.id)
+        if live is None or live.done:
+            return False, ""
+        stopped = live.cancel(CANCEL_STOP)
+        await live.finished.wait()
+        return stopped, live.turn_id
+
+    async def follow_conversation(
+        self, principal: Principal, conversation_id: str, after_seq: int
+    ) -> AsyncIterator[Event]:
+        """Replay a conversation's events after `after_seq` from the store, then follow the
+        live turn (if any) without gap or duplicate."""
+        conversation = await self.resolve_conversation(principal, conversation_id)
+        live = self.live.get(conversation.id)
+        last = after_seq
+        for event in await self.store.list_events(conversation.id, after_seq):
+            last = event.seq
+            yield event
+        if live is not None:
+            async for event in live.follow(last):
+                yield event
+
+    async def shutdown(self) -> None:
+        self.draining = True
+        await self.live.drain(self.config.shutdown_grace_s)
+
+    async def recover(self) -> None:
+        """At start-up: turns a crashed process left running are stored as cancelled."""
+        count = await self.store.mark_running_turns(TurnStatus.CANCELLED, self.clock.now())
+        if count:
+            log.warning("marked %d turns left running by a previous process as cancelled", count)
+
+
+def fold(events: list[Event]) -> TurnFold:
+    """The unary view of a turn's events."""
+    started = next((e.body for e in events if isinstance(e.body, TurnStarted)), None)
+    last = events[-1]
+    pending: list[PendingCall] = []
+    interrupt = last.body if isinstance(last.body, InterruptEvent) else None
+    if interrupt is not None:
+        names = {}
+        args: dict[str, list[str]] = {}
+        for e in events:
+            if isinstance(e.body, ToolCallStart):
+                names[e.body.tool_call_id] = e.body.tool_name
+            elif isinstance(e.body, ToolCallArgs):
+                args.setdefault(e.body.tool_call_id, []).append(e.body.delta)
+        pending = [
+            PendingCall(cid, names.get(cid, ""), "".join(args.get(cid, [])))
+            for cid in interrupt.tool_call_ids
+        ]
+    return TurnFold(
+        conversation_id=last.conversation_id,
+        turn_id=last.turn_id,
+        agent_id=started.agent_id if started else "",
+        agent_slug=started.agent_slug if started else "",
+        last_seq=last.seq,
+        completed=last.body if isinstance(last.body, Completed) else None,
+        interrupt=interrupt,
+        pending_calls=tuple(pending),
+        error=last.body if isinstance(last.body, StreamError) else None,
+        events=tuple(events),
+    )
+
+

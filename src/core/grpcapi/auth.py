@@ -1,0 +1,103 @@
+"""The auth interceptor: `authorization: Bearer <key>` on every switchboard.v1 call.
+
+It authenticates before the handler runs and hands the `Principal` to the handler through
+a context variable (the handler runs in the same task as the wrapper). Health checking and
+reflection stay open so load balancers and ghz can use them without a key.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from core.domain import Principal
+from core.errors import SwitchboardError
+from core.grpcapi.errors import to_status
+from core.keys import Authenticator, parse_bearer
+
+log = logging.getLogger("switchboard.grpc")
+
+_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def current_principal() -> Principal:
+    return _PRINCIPAL.get()
+
+
+def _metadata_value(metadata: Any, key: str) -> str | None:
+    for item in metadata or ():
+        k, v = item[0], item[1]
+        if k == key:
+            return v.decode() if isinstance(v, bytes) else str(v)
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._auth = authenticator
+
+    async def _principal(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        header = _metadata_value(context.invocation_metadata(), "authorization")
+        try:
+            return await self._auth.authenticate(parse_bearer(header))
+        except SwitchboardError as exc:
+            await context.abort_with_status(to_status(exc))
+            raise  # unreachable: abort raises
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        principal_of = self._principal
+
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: Any) -> Any:
+                _PRINCIPAL.set(await principal_of(context))
+                return await inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                _PRINCIPAL.set(await principal_of(context))
+                async for item in inner_us(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream:
+            inner_ss = handler.stream_stream
+
+            async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+                _PRINCIPAL.set(await principal_of(context))
+                async for item in inner_ss(requests, context):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream, handler.request_deserializer, handler.response_serializer
+            )
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: Any) -> Any:
+            _PRINCIPAL.set(await principal_of(context))
+            return await inner_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
+        )

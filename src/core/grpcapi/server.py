@@ -1,0 +1,108 @@
+"""The core's grpc.aio server: health, reflection, auth, limits, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from switchboard.v1 import chat_pb2, chat_pb2_grpc
+
+from core.clock import Clock, IdSource, RandomIds, SystemClock
+from core.config import CoreConfig
+from core.engine.turns import TurnEngine
+from core.grpcapi.auth import AuthInterceptor
+from core.grpcapi.chat_servicer import ChatServicer
+from core.keys import Authenticator
+from core.store.base import Store
+from core.store.sqlite import SqliteStore
+
+log = logging.getLogger("switchboard.core")
+
+# Other services (FlowService, ...) plug in with a registrar: it adds its servicer to the
+# grpc server and returns its full service name (for health and reflection).
+ServiceRegistrar = Callable[["CoreServer", grpc.aio.Server], str]
+
+CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
+
+
+class CoreServer:
+    """Owns the store, the engine and the gRPC server of one core process."""
+
+    def __init__(
+        self,
+        config: CoreConfig,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        services: Sequence[ServiceRegistrar] = (),
+    ) -> None:
+        self.config = config
+        self.store: Store = store or SqliteStore(config.database)
+        self.clock = clock or SystemClock()
+        self.ids = ids or RandomIds()
+        self.auth = Authenticator(self.store, self.clock)
+        self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine)
+        self._health = health_aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self.extra_services: list[str] = []
+        self._registrars = tuple(services)
+
+    async def start(self) -> int:
+        await self.store.open()
+        await self.engine.recover()
+        options = [
+            ("grpc.max_receive_message_length", self.config.max_message_bytes),
+            ("grpc.max_send_message_length", self.config.max_message_bytes),
+            ("grpc.keepalive_time_ms", self.config.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.config.keepalive_timeout_ms),
+            ("grpc.http2.min_ping_interval_without_data_ms",
+             self.config.min_client_ping_interval_ms),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(self.auth)],
+            options=options,
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+        )
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), server)
+        for register in self._registrars:
+            self.extra_services.append(register(self, server))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = (CHAT_SERVICE, *self.extra_services, health.SERVICE_NAME,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        await server.start()
+        self.server = server
+        await self._set_serving(True)
+        log.info("core listening on %s:%d (database %s)", self.config.host, self.port,
+                 self.config.database)
+        return self.port
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", CHAT_SERVICE, *self.extra_services):
+            await self._health.set(name, status)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: report NOT_SERVING, refuse new turns, give running turns the grace period,
+        cancel and store the rest, then stop the server."""
+        grace = self.config.engine.shutdown_grace_s if grace_s is None else grace_s
+        await self._set_serving(False)
+        log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
+        await self.engine.shutdown()
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+        await self.store.close()
+        log.info("core stopped")
+

@@ -1,0 +1,29 @@
+"""Every limit the core enforces, as one named constant each (tests probe max and max+1)."""
+
+from __future__ import annotations
+
+MAX_MESSAGE_CHARS = 10_000  # code points, Halo spec
+MAX_BEHAVIOR_CONTEXT_CHARS = 5_000  # code points, Halo spec
+MAX_USER_ID_CHARS = 256
+MAX_IMAGES = 8
+MAX_IMAGE_URL_BYTES = 4 * 1024 * 1024  # a data: URL of a ~3 MB screenshot
+MAX_HISTORY_ITEMS = 100
+MAX_HISTORY_ITEM_CHARS = 10_000
+MAX_CONTEXT_ENTRIES = 50
+MAX_CONTEXT_JSON_BYTES = 64 * 1024
+MAX_CUSTOM_FIELDS = 100
+MAX_CUSTOM_FIELDS_JSON_BYTES = 16 * 1024
+MAX_CLIENT_TOOLS = 64
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+MAX_AGENT_STEPS = 8  # model calls per turn (tool loops)
+
+# gRPC transport
+MAX_GRPC_MESSAGE_BYTES = 32 * 1024 * 1024  # fits MAX_IMAGES data URLs with room to spare
+MAX_CONCURRENT_RPCS = 1000
+
+# Turn lifecycle
+DEFAULT_DETACH_GRACE_S = 10.0
+DEFAULT_SHUTDOWN_GRACE_S = 5.0
+DEFAULT_INTERRUPT_TTL_S = 15 * 60
+LIST_MESSAGES_DEFAULT_PAGE = 100
+LIST_MESSAGES_MAX_PAGE = 1000

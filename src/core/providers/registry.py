@@ -1,0 +1,55 @@
+"""Builds the model provider an agent definition names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from core.agents.definition import AgentDefinition
+from core.knowledge import KnowledgeBase, load_knowledge_base
+from core.providers.base import ModelProvider
+from core.providers.scripted import ScriptedProvider
+
+# Providers are cheap to build, but the kb index is not: keep one provider per definition.
+_cache: dict[tuple[str, str], ModelProvider] = {}
+
+
+def knowledge_base_for(agent: AgentDefinition) -> KnowledgeBase | None:
+    if not agent.knowledge_base:
+        return None
+    return load_knowledge_base(Path(agent.knowledge_base), agent.knowledge_base_url)
+
+
+def build_provider(agent: AgentDefinition, agent_id: str = "") -> ModelProvider:
+    key = (agent_id or agent.slug, repr(sorted(agent.raw.items(), key=lambda kv: kv[0])))
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    provider = _build(agent)
+    if len(_cache) > 256:
+        _cache.clear()
+    _cache[key] = provider
+    return provider
+
+
+def _build(agent: AgentDefinition) -> ModelProvider:
+    kind = agent.provider.kind
+    options: dict[str, Any] = agent.provider.options
+    if kind == "scripted":
+        return ScriptedProvider(options)
+    if kind == "kb":
+        from core.providers.kb import KbProvider
+
+        kb = knowledge_base_for(agent)
+        assert kb is not None, "kb provider requires a knowledge base"
+        return KbProvider(
+            kb,
+            threshold=agent.confidence_threshold,
+            word_delay_s=float(options.get("word_delay_ms", 0)) / 1000.0,
+        )
+    if kind == "openai":
+        from core.providers.openai import OpenAIConfig, OpenAIProvider
+
+        return OpenAIProvider(OpenAIConfig.from_options(options, os.environ))
+    raise ValueError(f"unknown provider kind {kind!r}")

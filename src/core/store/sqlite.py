@@ -1,0 +1,493 @@
+"""The embedded SQLite `Store`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core.agents.definition import AgentDefinition, parse_agent
+from core.domain import (
+    AgentRecord,
+    ApiKey,
+    ConversationRecord,
+    InterruptRecord,
+    MessageRecord,
+    Organisation,
+    OrgSettings,
+    PendingCall,
+    TurnRecord,
+)
+from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
+from core.store.base import EndUser, TurnBegin, TurnCommit
+from core.store.sqlite_db import Database, dumps, loads
+
+
+def _ts(dt: datetime) -> str:
+    return dt.isoformat()
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class SqliteStore:
+    """SQLite implementation of `core.store.base.Store`."""
+
+    def __init__(self, path: str | Path, synchronous: str | None = None) -> None:
+        self.db = Database(path, synchronous)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- tenants and keys ---------------------------------------------------------------
+
+    @staticmethod
+    def _org(row: aiosqlite.Row) -> Organisation:
+        return Organisation(
+            id=row["id"],
+            slug=row["slug"],
+            name=row["name"],
+            settings=OrgSettings.from_json(loads(row["settings_json"]) or {}),
+            created_at=_dt(row["created_at"]),
+        )
+
+    async def create_org(self, org: Organisation) -> None:
+        await self.db.execute(
+            "INSERT INTO organisations (id, slug, name, settings_json, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (org.id, org.slug, org.name, dumps(org.settings.to_json()), _ts(org.created_at)),
+        )
+
+    async def get_org(self, org_id: str) -> Organisation | None:
+        row = await self.db.fetchone("SELECT * FROM organisations WHERE id = ?", (org_id,))
+        return self._org(row) if row else None
+
+    async def get_org_by_slug(self, slug: str) -> Organisation | None:
+        row = await self.db.fetchone("SELECT * FROM organisations WHERE slug = ?", (slug,))
+        return self._org(row) if row else None
+
+    async def update_org_settings(self, org_id: str, settings: OrgSettings) -> None:
+        await self.db.execute(
+            "UPDATE organisations SET settings_json = ? WHERE id = ?",
+            (dumps(settings.to_json()), org_id),
+        )
+
+    @staticmethod
+    def _key(row: aiosqlite.Row) -> ApiKey:
+        return ApiKey(
+            id=row["id"],
+            org_id=row["org_id"],
+            kind=row["kind"],
+            prefix=row["prefix"],
+            name=row["name"],
+            created_at=_dt(row["created_at"]),
+            revoked=row["revoked_at"] is not None,
+        )
+
+    async def create_key(self, key: ApiKey, key_hash: str) -> None:
+        await self.db.execute(
+            "INSERT INTO api_keys (id, org_id, kind, key_hash, prefix, name, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key.id, key.org_id, key.kind, key_hash, key.prefix, key.name, _ts(key.created_at)),
+        )
+
+    async def find_key(self, key_hash: str) -> ApiKey | None:
+        row = await self.db.fetchone("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return self._key(row) if row else None
+
+    async def list_keys(self, org_id: str) -> list[ApiKey]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM api_keys WHERE org_id = ? ORDER BY created_at", (org_id,)
+        )
+        return [self._key(r) for r in rows]
+
+    # -- agents -------------------------------------------------------------------------
+
+    @staticmethod
+    def _agent(row: aiosqlite.Row) -> AgentRecord:
+        definition = parse_agent(loads(row["definition_json"]))
+        return AgentRecord(
+            id=row["id"],
+            org_id=row["org_id"],
+            slug=row["slug"],
+            name=row["name"],
+            definition=definition,
+            active=bool(row["active"]),
+            created_at=_dt(row["created_at"]),
+        )
+
+    async def upsert_agent(
+        self, org_id: str, agent_id: str, definition: AgentDefinition, now: datetime
+    ) -> AgentRecord:
+        raw = {**definition.raw, "slug": definition.slug}
+        if definition.knowledge_base:
+            raw["knowledge_base"] = {
+                "path": definition.knowledge_base,
+                "url": definition.knowledge_base_url,
+            }
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "SELECT id, created_at FROM agents WHERE org_id = ? AND slug = ?",
+                (org_id, definition.slug),
+            )
+            existing = await cursor.fetchone()
+            if definition.active:
+                await conn.execute("UPDATE agents SET active = 0 WHERE org_id = ?", (org_id,))
+            if existing:
+                agent_id = existing["id"]
+                await conn.execute(
+                    "UPDATE agents SET name = ?, definition_json = ?, active = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (definition.name, dumps(raw), int(definition.active), _ts(now), agent_id),
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO agents (id, org_id, slug, name, definition_json, active, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        agent_id, org_id, definition.slug, definition.name, dumps(raw),
+                        int(definition.active), _ts(now), _ts(now),
+                    ),
+                )
+        record = await self.get_agent(org_id, agent_id)
+        assert record is not None
+        return record
+
+    async def get_agent(self, org_id: str, id_or_slug: str) -> AgentRecord | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM agents WHERE org_id = ? AND (id = ? OR slug = ?) "
+            "ORDER BY id = ? DESC LIMIT 1",
+            (org_id, id_or_slug, id_or_slug, id_or_slug),
+        )
+        return self._agent(row) if row else None
+
+    async def get_active_agent(self, org_id: str) -> AgentRecord | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM agents WHERE org_id = ? ORDER BY active DESC, created_at LIMIT 1",
+            (org_id,),
+        )
+        return self._agent(row) if row else None
+
+    async def list_agents(self, org_id: str) -> list[AgentRecord]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, slug", (org_id,)
+        )
+        return [self._agent(r) for r in rows]
+
+    # -- conversations and turns --------------------------------------------------------
+
+    @staticmethod
+    def _conversation(row: aiosqlite.Row) -> ConversationRecord:
+        return ConversationRecord(
+            id=row["id"],
+            org_id=row["org_id"],
+            agent_id=row["agent_id"],
+            user_id=row["user_id"],
+            status=row["status"],
+            last_seq=row["last_seq"],
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+            context=loads(row["context_json"]) or {},
+            variables=loads(row["variables_json"]) or {},
+            message_count=row["message_count"],
+        )
+
+    async def get_conversation(self, org_id: str, conversation_id: str) -> ConversationRecord | None:
+        row = await self.db.fetchone(
+            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
+            "AS message_count FROM conversations c WHERE c.id = ? AND c.org_id = ?",
+            (conversation_id, org_id),
+        )
+        return self._conversation(row) if row else None
+
+    @staticmethod
+    async def _insert_message(conn: aiosqlite.Connection, m: MessageRecord) -> None:
+        await conn.execute(
+            "INSERT INTO messages (id, conversation_id, org_id, turn_id, role, content, status, "
+            "agent_id, actions_json, confidence, usage_json, images_json, metadata_json, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                m.id, m.conversation_id, m.org_id, m.turn_id, m.role, m.content, m.status,
+                m.agent_id, dumps([{"type": a.type, "payload": a.payload} for a in m.actions]),
+                m.confidence,
+                dumps({
+                    "prompt_tokens": m.usage.prompt_tokens,
+                    "completion_tokens": m.usage.completion_tokens,
+                    "model": m.usage.model,
+                    "cost_micros": m.usage.cost_micros,
+                }),
+                dumps(list(m.images)), dumps(m.metadata), _ts(m.created_at),
+            ),
+        )
+
+    async def begin_turn(self, begin: TurnBegin) -> None:
+        t = begin.turn
+        async with self.db.transaction() as conn:
+            c = begin.new_conversation
+            if c is not None:
+                await conn.execute(
+                    "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
+                    "context_json, variables_json, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq,
+                        dumps(c.context), dumps(c.variables), _ts(c.created_at),
+                        _ts(c.updated_at),
+                    ),
+                )
+            if begin.conversation_context is not None:
+                await conn.execute(
+                    "UPDATE conversations SET context_json = ? WHERE id = ?",
+                    (dumps(begin.conversation_context), t.conversation_id),
+                )
+            if begin.conversation_variables is not None:
+                await conn.execute(
+                    "UPDATE conversations SET variables_json = ? WHERE id = ?",
+                    (dumps(begin.conversation_variables), t.conversation_id),
+                )
+            await conn.execute(
+                "UPDATE conversations SET agent_id = ?, updated_at = ? WHERE id = ?",
+                (t.agent_id, _ts(t.created_at), t.conversation_id),
+            )
+            await conn.execute(
+                "INSERT INTO turns (id, conversation_id, org_id, agent_id, status, first_seq, "
+                "last_seq, idempotency_key, request_hash, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    t.id, t.conversation_id, t.org_id, t.agent_id, t.status, t.first_seq,
+                    t.last_seq, t.idempotency_key, t.request_hash, _ts(t.created_at),
+                    _ts(t.updated_at),
+                ),
+            )
+            for m in begin.prior_messages:
+                await self._insert_message(conn, m)
+            if begin.user_message is not None:
+                await self._insert_message(conn, begin.user_message)
+            u = begin.end_user
+            if u is not None:
+                await conn.execute(
+                    "INSERT INTO end_users (org_id, external_id, company_id, traits_json, "
+                    "context_json, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (org_id, external_id) DO UPDATE SET "
+                    "company_id = excluded.company_id, traits_json = excluded.traits_json, "
+                    "context_json = excluded.context_json, updated_at = excluded.updated_at",
+                    (
+                        u.org_id, u.external_id, u.company_id, dumps(u.traits),
+                        dumps(u.context), _ts(t.created_at),
+                    ),
+                )
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO events (conversation_id, seq, turn_id, data_json, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (e.conversation_id, e.seq, e.turn_id, dumps(event_to_dict(e)), _ts(e.time))
+                    for e in commit.events
+                ],
+            )
+            for m in commit.messages:
+                await self._insert_message(conn, m)
+            await conn.execute(
+                "UPDATE turns SET status = ?, last_seq = ?, updated_at = ? WHERE id = ?",
+                (commit.status, commit.last_seq, _ts(commit.updated_at), commit.turn_id),
+            )
+            await conn.execute(
+                "UPDATE conversations SET last_seq = MAX(last_seq, ?), updated_at = ? "
+                "WHERE id = ?",
+                (commit.last_seq, _ts(commit.updated_at), commit.conversation_id),
+            )
+            i = commit.interrupt
+            if i is not None:
+                await conn.execute(
+                    "INSERT INTO interrupts (id, org_id, conversation_id, turn_id, status, "
+                    "calls_json, state_json, expires_at, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        i.id, i.org_id, i.conversation_id, i.turn_id, i.status,
+                        dumps([
+                            {"id": c.tool_call_id, "name": c.tool_name, "args": c.arguments_json}
+                            for c in i.calls
+                        ]),
+                        dumps(i.state), _ts(i.expires_at), _ts(i.created_at),
+                    ),
+                )
+
+    @staticmethod
+    def _turn(row: aiosqlite.Row) -> TurnRecord:
+        return TurnRecord(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            org_id=row["org_id"],
+            status=row["status"],
+            agent_id=row["agent_id"],
+            first_seq=row["first_seq"],
+            last_seq=row["last_seq"],
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+            idempotency_key=row["idempotency_key"],
+            request_hash=row["request_hash"],
+        )
+
+    async def get_turn(self, org_id: str, turn_id: str) -> TurnRecord | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM turns WHERE id = ? AND org_id = ?", (turn_id, org_id)
+        )
+        return self._turn(row) if row else None
+
+    async def find_turn_by_key(self, org_id: str, idempotency_key: str) -> TurnRecord | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM turns WHERE org_id = ? AND idempotency_key = ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            (org_id, idempotency_key),
+        )
+        return self._turn(row) if row else None
+
+    async def last_turn(self, conversation_id: str) -> TurnRecord | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM turns WHERE conversation_id = ? ORDER BY created_at DESC, rowid DESC "
+            "LIMIT 1",
+            (conversation_id,),
+        )
+        return self._turn(row) if row else None
+
+    @staticmethod
+    def _message(row: aiosqlite.Row) -> MessageRecord:
+        usage = loads(row["usage_json"]) or {}
+        return MessageRecord(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            org_id=row["org_id"],
+            turn_id=row["turn_id"],
+            role=row["role"],
+            content=row["content"],
+            status=row["status"],
+            created_at=_dt(row["created_at"]),
+            agent_id=row["agent_id"],
+            actions=tuple(ActionData(**a) for a in loads(row["actions_json"]) or []),
+            confidence=row["confidence"],
+            usage=Usage(**usage) if usage else Usage(),
+            images=tuple(loads(row["images_json"]) or ()),
+            metadata=loads(row["metadata_json"]) or {},
+        )
+
+    async def list_messages(
+        self, org_id: str, conversation_id: str, limit: int, after: int = 0
+    ) -> tuple[list[MessageRecord], int]:
+        """Messages after the cursor `after` (0 = from the start); returns the page and the
+        cursor for the next page (0 when there is none)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM messages WHERE conversation_id = ? AND org_id = ? AND seq_no > ? "
+            "ORDER BY seq_no LIMIT ?",
+            (conversation_id, org_id, after, limit + 1),
+        )
+        page = rows[:limit]
+        next_cursor = page[-1]["seq_no"] if len(rows) > limit else 0
+        return [self._message(r) for r in page], next_cursor
+
+    async def list_events(
+        self, conversation_id: str, after_seq: int, turn_id: str = ""
+    ) -> list[Event]:
+        sql = "SELECT data_json FROM events WHERE conversation_id = ? AND seq > ?"
+        params: list[Any] = [conversation_id, after_seq]
+        if turn_id:
+            sql += " AND turn_id = ?"
+            params.append(turn_id)
+        rows = await self.db.fetchall(sql + " ORDER BY seq", params)
+        return [event_from_dict(loads(r["data_json"])) for r in rows]
+
+    async def mark_running_turns(self, status: str, now: datetime) -> int:
+        """At start-up: turns left running by a crashed process are marked `status`."""
+        return await self.db.execute(
+            "UPDATE turns SET status = ?, updated_at = ? WHERE status = 'running'",
+            (status, _ts(now)),
+        )
+
+    # -- interrupts ---------------------------------------------------------------------
+
+    async def get_interrupt(self, org_id: str, interrupt_id: str) -> InterruptRecord | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM interrupts WHERE id = ? AND org_id = ?", (interrupt_id, org_id)
+        )
+        if row is None:
+            return None
+        return InterruptRecord(
+            id=row["id"],
+            org_id=row["org_id"],
+            conversation_id=row["conversation_id"],
+            turn_id=row["turn_id"],
+            status=row["status"],
+            calls=tuple(
+                PendingCall(c["id"], c["name"], c["args"]) for c in loads(row["calls_json"])
+            ),
+            state=loads(row["state_json"]) or {},
+            expires_at=_dt(row["expires_at"]),
+            created_at=_dt(row["created_at"]),
+        )
+
+    async def claim_interrupt(self, interrupt_id: str, now: datetime) -> bool:
+        """Atomically mark a pending interrupt resumed; False if someone else did."""
+        changed = await self.db.execute(
+            "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
+            "WHERE id = ? AND status = 'pending'",
+            (_ts(now), interrupt_id),
+        )
+        return changed == 1
+
+    # -- end users, companies, tickets --------------------------------------------------
+
+    async def get_end_user(self, org_id: str, external_id: str) -> EndUser | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM end_users WHERE org_id = ? AND external_id = ?", (org_id, external_id)
+        )
+        if row is None:
+            return None
+        return EndUser(
+            org_id=org_id,
+            external_id=external_id,
+            company_id=row["company_id"],
+            traits=loads(row["traits_json"]) or {},
+            context=loads(row["context_json"]) or {},
+        )
+
+    async def get_company(self, org_id: str, external_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM companies WHERE org_id = ? AND external_id = ?", (org_id, external_id)
+        )
+        if row is None:
+            return None
+        return {"external_id": external_id, "name": row["name"], **(loads(row["data_json"]) or {})}
+
+    async def upsert_company(
+        self, org_id: str, external_id: str, name: str, data: dict[str, Any]
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO companies (org_id, external_id, name, data_json) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (org_id, external_id) DO UPDATE SET name = excluded.name, "
+            "data_json = excluded.data_json",
+            (org_id, external_id, name, dumps(data)),
+        )
+
+    async def create_ticket(
+        self, ticket_id: str, org_id: str, conversation_id: str, team: str, subject: str,
+        now: datetime,
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO tickets (id, org_id, conversation_id, team, subject, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (ticket_id, org_id, conversation_id, team, subject, _ts(now)),
+        )
+
+    async def list_tickets(self, org_id: str, conversation_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM tickets WHERE org_id = ? AND conversation_id = ? ORDER BY created_at",
+            (org_id, conversation_id),
+        )
+        return [dict(r) for r in rows]

@@ -1,0 +1,150 @@
+"""SQLite plumbing: connections, pragmas, versioned migrations, serialised transactions.
+
+Durability choice: WAL journal with `synchronous=FULL` by default, so a turn's transcript
+survives power loss once its completed event is sent (NORMAL would only survive a
+process crash). `SWITCHBOARD_SQLITE_SYNCHRONOUS=NORMAL` trades that for throughput.
+One writer connection serialised by an asyncio lock (SQLite allows one writer anyway;
+interleaving two coroutines' statements on one connection would mix transactions) and one
+reader connection, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger("switchboard.store")
+
+BUSY_TIMEOUT_MS = 5000
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every bundled migration, in order."""
+    folder = resources.files("core.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions: {versions}")
+    return found
+
+
+class Database:
+    def __init__(self, path: str | Path, synchronous: str | None = None) -> None:
+        self.path = str(path)
+        self.synchronous = (
+            synchronous or os.environ.get("SWITCHBOARD_SQLITE_SYNCHRONOUS") or "FULL"
+        ).upper()
+        if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("SQLite synchronous must be FULL, NORMAL or EXTRA")
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._migrate()
+        self._reader = await self._connect() if self.path != ":memory:" else self._writer
+
+    async def close(self) -> None:
+        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
+            await conn.close()
+        self._reader = self._writer = None
+
+    async def _migrate(self) -> None:
+        assert self._writer is not None
+        await self._writer.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL "
+            "DEFAULT CURRENT_TIMESTAMP)"
+        )
+        cursor = await self._writer.execute("SELECT version FROM schema_migrations")
+        applied = {row[0] for row in await cursor.fetchall()}
+        for version, name, sql in migrations():
+            if version in applied:
+                continue
+            log.info("applying migration %s", name)
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(sql):
+                    await self._writer.execute(statement)
+                await self._writer.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name)
+                )
+                await self._writer.execute("COMMIT")
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; commits on success, rolls back on any exception
+        (cancellation included) so nothing is ever half-written."""
+        assert self._writer is not None, "store is not open"
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        assert self._reader is not None, "store is not open"
+        cursor = await self._reader.execute(sql, tuple(params))
+        row = await cursor.fetchone()
+        await cursor.close()
+        return row
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        assert self._reader is not None, "store is not open"
+        cursor = await self._reader.execute(sql, tuple(params))
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """One statement in its own transaction; returns the changed row count."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(sql, tuple(params))
+            return cursor.rowcount
+
+
+def _split_sql(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

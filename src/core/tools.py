@@ -1,0 +1,165 @@
+"""Server tools: run by the core inside a turn. Errors are reported to the model as tool
+results (is_error), never crash the turn."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.clock import Clock, IdSource
+from core.domain import AgentRecord
+from core.events import ActionData
+from core.providers.base import ToolSpec
+from core.providers.registry import knowledge_base_for
+from core.store.base import Store
+
+log = logging.getLogger("switchboard.tools")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    org_id: str
+    conversation_id: str
+    agent: AgentRecord
+    store: Store
+    clock: Clock
+    ids: IdSource
+
+
+@dataclass(slots=True)
+class ToolRun:
+    result: Any
+    is_error: bool = False
+    actions: list[ActionData] = field(default_factory=list)
+
+    @property
+    def result_json(self) -> str:
+        return json.dumps(self.result, separators=(",", ":"), ensure_ascii=False)
+
+
+ToolFn = Callable[[ToolContext, dict[str, Any], dict[str, Any]], Awaitable[ToolRun]]
+
+BUILTIN_SPECS: dict[str, ToolSpec] = {
+    "search_knowledge": ToolSpec(
+        "search_knowledge",
+        "Search the help center; returns the best matching articles.",
+        {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        },
+    ),
+    "create_ticket": ToolSpec(
+        "create_ticket",
+        "Create a support ticket for a human team.",
+        {
+            "type": "object",
+            "properties": {"subject": {"type": "string"}, "team": {"type": "string"}},
+            "required": ["subject"],
+        },
+    ),
+    "highlight": ToolSpec(
+        "highlight",
+        "Ask the user's UI to highlight an element.",
+        {
+            "type": "object",
+            "properties": {"selector": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["selector"],
+        },
+    ),
+}
+
+
+async def _search_knowledge(
+    ctx: ToolContext, args: dict[str, Any], config: dict[str, Any]
+) -> ToolRun:
+    query = str(args.get("query", "")).lower()
+    kb = knowledge_base_for(ctx.agent.definition)
+    if kb is None or not query:
+        return ToolRun({"results": []})
+    words = [w for w in query.split() if len(w) > 2]
+    scored = sorted(
+        ((sum(doc.text.lower().count(w) for w in words), doc) for doc in kb.documents),
+        key=lambda pair: -pair[0],
+    )
+    results = [
+        {"slug": d.slug, "title": d.title, "url": d.url} for score, d in scored[:3] if score > 0
+    ]
+    return ToolRun({"results": results})
+
+
+async def _create_ticket(
+    ctx: ToolContext, args: dict[str, Any], config: dict[str, Any]
+) -> ToolRun:
+    ticket_id = "tkt_" + ctx.ids.uuid().replace("-", "")[:12]
+    team = str(args.get("team") or config.get("team") or "support")
+    subject = str(args.get("subject", ""))[:500]
+    await ctx.store.create_ticket(
+        ticket_id, ctx.org_id, ctx.conversation_id, team, subject, ctx.clock.now()
+    )
+    action = ActionData("create_ticket", {"ticket_id": ticket_id, "team": team, "subject": subject})
+    return ToolRun({"ticket_id": ticket_id, "team": team}, actions=[action])
+
+
+async def _highlight(ctx: ToolContext, args: dict[str, Any], config: dict[str, Any]) -> ToolRun:
+    selector = args.get("selector")
+    if not isinstance(selector, str) or not selector:
+        return ToolRun({"error": "selector is required"}, is_error=True)
+    payload = {"selector": selector, "message": str(args.get("message", ""))}
+    return ToolRun({"ok": True}, actions=[ActionData("highlight", payload)])
+
+
+BUILTIN_TOOLS: dict[str, ToolFn] = {
+    "search_knowledge": _search_knowledge,
+    "create_ticket": _create_ticket,
+    "highlight": _highlight,
+}
+
+
+class ServerTools:
+    """The tools an agent's definition declares, runnable by the engine."""
+
+    def specs(self, agent: AgentRecord) -> list[ToolSpec]:
+        specs = []
+        for tool in agent.definition.tools:
+            name = str(tool["name"])
+            if tool.get("kind") == "builtin" and name in BUILTIN_SPECS:
+                specs.append(BUILTIN_SPECS[name])
+            elif tool.get("kind") == "webhook":
+                specs.append(
+                    ToolSpec(name, str(tool.get("description", "")), dict(tool.get("parameters", {})))
+                )
+            elif tool.get("kind") == "client":
+                specs.append(
+                    ToolSpec(
+                        name, str(tool.get("description", "")),
+                        dict(tool.get("parameters", {})), client_side=True,
+                    )
+                )
+        return specs
+
+    async def run(self, ctx: ToolContext, name: str, arguments_json: str) -> ToolRun:
+        config = next((t for t in ctx.agent.definition.tools if t.get("name") == name), None)
+        if config is None:
+            return ToolRun({"error": f"unknown tool {name!r}"}, is_error=True)
+        try:
+            args = json.loads(arguments_json or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            return ToolRun({"error": f"invalid arguments: {exc}"}, is_error=True)
+        kind = config.get("kind")
+        try:
+            if kind == "builtin":
+                return await BUILTIN_TOOLS[name](ctx, args, config)
+            if kind == "webhook":
+                from core.webhooks import call_webhook
+
+                return await call_webhook(ctx, config, args)
+        except Exception as exc:  # a tool failure is reported to the model, not raised
+            log.warning("tool %s failed: %s", name, exc)
+            return ToolRun({"error": f"tool failed: {type(exc).__name__}"}, is_error=True)
+        return ToolRun({"error": f"tool {name!r} cannot run on the server"}, is_error=True)

@@ -1,0 +1,65 @@
+"""Administrative commands that work on the store directly (keys, agents)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.agents.definition import AgentDefinitionError, load_agent_file
+from core.clock import RandomIds, SystemClock
+from core.config import CoreConfig
+from core.domain import Organisation, OrgSettings
+from core.keys import Authenticator
+from core.store.sqlite import SqliteStore
+
+
+async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
+    if ns.command == "agents" and ns.agents_command == "apply" and ns.check:
+        try:
+            definition = load_agent_file(ns.file)
+        except (AgentDefinitionError, OSError) as exc:
+            print(_describe(exc), file=sys.stderr)
+            return 2
+        print(f"ok: {definition.slug} ({definition.provider.kind})")
+        return 0
+    store = SqliteStore(config.database)
+    await store.open()
+    clock, ids = SystemClock(), RandomIds()
+    try:
+        org = await store.get_org_by_slug(ns.org)
+        if ns.command == "keys":
+            if org is None:
+                org = Organisation(ids.uuid(), ns.org, ns.org, OrgSettings(), clock.now())
+                await store.create_org(org)
+            key, raw = await Authenticator(store, clock).create_key(org.id, ns.kind, ids,
+                                                                   name=ns.name)
+            print(f"created {key.kind} key {key.id} for organisation {org.slug}")
+            print(raw)
+            print("(shown once: store it now)", file=sys.stderr)
+            return 0
+        if org is None:
+            print(f"error: organisation {ns.org!r} not found", file=sys.stderr)
+            return 2
+        if ns.agents_command == "list":
+            for agent in await store.list_agents(org.id):
+                active = " (active)" if agent.active else ""
+                print(f"{agent.slug}\t{agent.id}\t{agent.definition.provider.kind}{active}")
+            return 0
+        try:
+            definition = load_agent_file(ns.file)
+        except (AgentDefinitionError, OSError) as exc:
+            print(_describe(exc), file=sys.stderr)
+            return 2
+        record = await store.upsert_agent(org.id, ids.uuid(), definition, clock.now())
+        print(f"applied agent {record.slug} ({record.id})")
+        return 0
+    finally:
+        await store.close()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, AgentDefinitionError):
+        return "invalid agent file:\n" + "\n".join(
+            f"  {path or '(root)'}: {msg}" for path, msg in exc.errors.items()
+        )
+    return f"error: {exc}"

@@ -1,0 +1,55 @@
+"""`switchboard chat`: a terminal client that streams replies from the core over gRPC."""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+from switchboard.v1 import chat_pb2, chat_pb2_grpc
+
+
+async def _turn(stub: chat_pb2_grpc.ChatServiceStub, key: str, agent: str, message: str,
+                conversation_id: str) -> str:
+    request = chat_pb2.StreamChatRequest(turn=chat_pb2.TurnInput(
+        message=message, agent=agent, conversation_id=conversation_id, dialect="cli",
+    ))
+    call = stub.StreamChat(request, metadata=[("authorization", f"Bearer {key}")])
+    async for reply in call:
+        event = reply.event
+        kind = event.WhichOneof("kind")
+        if kind == "turn_started":
+            conversation_id = event.turn_started.conversation_id
+        elif kind == "text_delta":
+            sys.stdout.write(event.text_delta.text)
+            sys.stdout.flush()
+        elif kind == "action":
+            payload = dict(event.action.payload)
+            label = payload.get("title") or payload.get("reason") or ""
+            sys.stdout.write(f"\n  [{event.action.type}] {label}")
+        elif kind == "routed":
+            sys.stdout.write(f"\n  [routed to {event.routed.team}: {event.routed.ticket_id}]")
+        elif kind == "completed":
+            sys.stdout.write(f"\n  (confidence {event.completed.confidence:.2f})\n")
+    return conversation_id
+
+
+async def run_chat(target: str, key: str, agent: str, message: str) -> int:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = chat_pb2_grpc.ChatServiceStub(channel)
+        try:
+            if message:
+                await _turn(stub, key, agent, message, "")
+                return 0
+            conversation_id = ""
+            print("Type a message (Ctrl-D to quit).")
+            while True:
+                try:
+                    line = input("> ").strip()
+                except EOFError:
+                    print()
+                    return 0
+                if line:
+                    conversation_id = await _turn(stub, key, agent, line, conversation_id)
+        except grpc.aio.AioRpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1

@@ -1,0 +1,107 @@
+"""The `switchboard` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from core.config import CoreConfig
+from core.engine.turns import EngineConfig
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def _config(ns: argparse.Namespace) -> CoreConfig:
+    config = CoreConfig()
+    if getattr(ns, "database", None):
+        config = replace(config, database=ns.database)
+    if getattr(ns, "grpc_port", None) is not None:
+        config = replace(config, port=ns.grpc_port)
+    if getattr(ns, "grpc_host", None):
+        config = replace(config, host=ns.grpc_host)
+    engine = EngineConfig()
+    if getattr(ns, "detach_grace", None) is not None:
+        engine = replace(engine, detach_grace_s=ns.detach_grace)
+    if getattr(ns, "shutdown_grace", None) is not None:
+        engine = replace(engine, shutdown_grace_s=ns.shutdown_grace)
+    return replace(config, engine=engine)
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database", help="SQLite file (default .switchboard/switchboard.db, "
+                   "or $SWITCHBOARD_DATA_DIR/switchboard.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description="AI agent gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the core and the HTTP shim")
+    serve.add_argument("--demo", action="store_true", help="seed the demo organisation")
+    serve.add_argument("--role", choices=("all", "core", "shim"), default="all")
+    serve.add_argument("--grpc-host", default=None)
+    serve.add_argument("--grpc-port", type=int, default=None)
+    serve.add_argument("--http-host", default="127.0.0.1")
+    serve.add_argument("--http-port", type=int, default=int(os.environ.get("PORT", 8080)))
+    serve.add_argument("--core", default="", help="core address for --role shim")
+    serve.add_argument("--detach-grace", type=float, default=None,
+                       help="seconds a turn keeps running after its client leaves")
+    serve.add_argument("--shutdown-grace", type=float, default=None)
+    _add_db(serve)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key (shown once)")
+    create.add_argument("--org", default="demo", help="organisation slug (created if new)")
+    create.add_argument("--kind", choices=("publishable", "secret"), default="secret")
+    create.add_argument("--name", default="")
+    _add_db(create)
+
+    agents = sub.add_parser("agents", help="manage agents")
+    agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    apply = agents_sub.add_parser("apply", help="validate and create/update an agent file")
+    apply.add_argument("file", type=Path)
+    apply.add_argument("--org", default="demo")
+    apply.add_argument("--check", action="store_true", help="only validate")
+    _add_db(apply)
+    agents_sub.add_parser("list", help="list agents").add_argument("--org", default="demo")
+
+    chat = sub.add_parser("chat", help="chat with an agent from the terminal (gRPC)")
+    chat.add_argument("message", nargs="*", help="one message; omit for an interactive session")
+    chat.add_argument("--agent", default="")
+    chat.add_argument("--core", default="127.0.0.1:50051")
+    chat.add_argument("--key", default=os.environ.get("SWITCHBOARD_KEY", "sk_demo_secret_key"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"),
+                        format=LOG_FORMAT)
+    try:
+        if ns.command == "serve":
+            from launcher.serve import ServeOptions, serve_forever
+
+            options = ServeOptions(role=ns.role, demo=ns.demo, http_host=ns.http_host,
+                                   http_port=ns.http_port, core_target=ns.core)
+            asyncio.run(serve_forever(_config(ns), options))
+            return 0
+        if ns.command == "chat":
+            from launcher.chat import run_chat
+
+            return asyncio.run(run_chat(ns.core, ns.key, ns.agent, " ".join(ns.message)))
+        from launcher import admin
+
+        return asyncio.run(admin.run(ns, _config(ns)))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""`switchboard serve`: core and shim on one event loop (or one role each)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from core.config import CoreConfig
+from core.demo.seed import seed_demo
+from core.grpcapi.server import CoreServer
+from shim.app import create_app
+
+log = logging.getLogger("switchboard")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    role: str = "all"  # all | core | shim
+    demo: bool = False
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    core_target: str = ""  # for --role shim; default: the local core
+
+
+class Running:
+    """A started Switchboard (tests use it to run real servers on port 0)."""
+
+    def __init__(self, core: CoreServer | None, runner: web.AppRunner | None,
+                 http_port: int) -> None:
+        self.core = core
+        self.runner = runner
+        self.http_port = http_port
+
+    @property
+    def grpc_port(self) -> int:
+        return self.core.port if self.core else 0
+
+    async def stop(self) -> None:
+        if self.core is not None:
+            await self.core.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def start(config: CoreConfig, options: ServeOptions,
+                core: CoreServer | None = None) -> Running:
+    if options.role in ("all", "core"):
+        core = core or CoreServer(config)
+        await core.start()
+        if options.demo:
+            await seed_demo(core.store, core.auth, core.ids, core.clock)
+            log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "
+                     "sk_demo_secret_key)")
+    runner = None
+    http_port = 0
+    if options.role in ("all", "shim"):
+        target = options.core_target or f"{config.host}:{core.port if core else config.port}"
+        app = create_app(target)
+        runner = web.AppRunner(app, access_log=logging.getLogger("switchboard.http"),
+                               shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(runner, options.http_host, options.http_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        http_port = sockets[0].getsockname()[1] if sockets else options.http_port
+        log.info("shim listening on http://%s:%d (core at %s)", options.http_host, http_port,
+                 target)
+    return Running(core, runner, http_port)
+
+
+async def serve_forever(config: CoreConfig, options: ServeOptions) -> None:
+    running = await start(config, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    # The core drains first (new turns get 503, running ones get the grace period) while
+    # the shim keeps relaying their streams; then the shim closes.
+    await running.stop()
