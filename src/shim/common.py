@@ -1,0 +1,116 @@
+"""What every dialect module shares: reading JSON bodies, calling the core, and turning
+core errors into dialect envelopes without ever leaking a stack trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from aiohttp import web
+from switchboard.v1 import chat_pb2, events_pb2
+
+from shim.app import CORE
+from shim.core_client import CoreError, decode_error, forward_metadata
+
+log = logging.getLogger("switchboard.shim")
+
+
+class BadRequest(Exception):
+    """The HTTP request itself is unusable (not JSON, wrong shape). Dialects render it
+    with their 400 envelope; `reason` matches the core's reasons where one applies."""
+
+    def __init__(self, message: str, reason: str = "invalid_argument",
+                 field: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.field = field
+
+    def as_core_error(self) -> CoreError:
+        metadata = {"field": self.field} if self.field else {}
+        return CoreError("INVALID_ARGUMENT", self.reason, self.message, metadata)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; malformed JSON is a BadRequest, never a 500."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    if not raw.strip():
+        raise BadRequest("Request body must be a JSON object.")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    return data
+
+
+def call_metadata(request: web.Request) -> list[tuple[str, str]]:
+    return forward_metadata(request)
+
+
+def origin_of(request: web.Request) -> str:
+    return request.headers.get("Origin", "")
+
+
+async def run_chat(request: web.Request, turn: chat_pb2.TurnInput) -> chat_pb2.ChatResponse:
+    """Unary turn; raises CoreError."""
+    try:
+        reply: chat_pb2.ChatResponse = await request.app[CORE].chat.Chat(
+            chat_pb2.ChatRequest(turn=turn), metadata=call_metadata(request)
+        )
+        return reply
+    except grpc.aio.AioRpcError as exc:
+        raise CoreCallError(decode_error(exc)) from None
+
+
+class CoreCallError(Exception):
+    def __init__(self, error: CoreError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class TurnStream:
+    """A streaming turn. `first()` waits for the first event so errors raised before any
+    output (bad key, unknown agent, limits) surface while the dialect can still pick a
+    status code; iterating yields the remaining events. Closing cancels the gRPC call,
+    which detaches the client from the turn."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._iter = call.__aiter__()
+        self._first: events_pb2.ChatEvent | None = None
+
+    async def first(self) -> events_pb2.ChatEvent:
+        try:
+            reply = await self._iter.__anext__()
+        except grpc.aio.AioRpcError as exc:
+            raise CoreCallError(decode_error(exc)) from None
+        except StopAsyncIteration:
+            raise CoreCallError(CoreError("INTERNAL", "internal", "empty stream")) from None
+        self._first = reply.event
+        return self._first
+
+    async def events(self) -> AsyncIterator[events_pb2.ChatEvent]:
+        """The events after the first; a mid-stream failure raises CoreCallError."""
+        try:
+            async for reply in self._iter:
+                yield reply.event
+        except grpc.aio.AioRpcError as exc:
+            raise CoreCallError(decode_error(exc)) from None
+
+    def close(self) -> None:
+        self._call.cancel()
+
+
+def stream_chat(request: web.Request, turn: chat_pb2.TurnInput) -> TurnStream:
+    call = request.app[CORE].chat.StreamChat(
+        chat_pb2.StreamChatRequest(turn=turn), metadata=call_metadata(request)
+    )
+    return TurnStream(call)
