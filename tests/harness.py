@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import grpc
 import yaml
-from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 from core.agents.definition import parse_agent
 from core.clock import Clock, IdSource
@@ -23,6 +22,7 @@ from core.demo.seed import DEMO_SECRET_KEY, DEMO_WIDGET_KEY, seed_demo
 from core.engine.turns import EngineConfig
 from core.grpcapi.server import CoreServer, ServiceRegistrar
 from launcher.serve import Running, ServeOptions, start
+from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 SECRET = DEMO_SECRET_KEY
 WIDGET = DEMO_WIDGET_KEY

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import grpc
+
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 
@@ -44,7 +46,8 @@ async def run_chat(target: str, key: str, agent: str, message: str) -> int:
             print("Type a message (Ctrl-D to quit).")
             while True:
                 try:
-                    line = input("> ").strip()
+                    # input() blocks; run it in a thread so the channel stays serviced.
+                    line = (await asyncio.to_thread(input, "> ")).strip()
                 except EOFError:
                     print()
                     return 0

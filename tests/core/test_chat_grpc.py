@@ -6,10 +6,10 @@ import asyncio
 
 import grpc
 import pytest
-from harness import WIDGET, Harness, auth
-from switchboard.v1 import chat_pb2, events_pb2
 
 from core import limits
+from harness import WIDGET, Harness, auth
+from switchboard.v1 import chat_pb2, events_pb2
 
 
 async def test_unary_chat_stores_reply(sb: Harness) -> None:

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from core import limits
-from core.errors import Code, Reason, SwitchboardError, invalid
 from core.domain import TurnRequest
+from core.errors import Code, Reason, SwitchboardError, invalid
 
 MODES = ("chat", "voice", "video", "livehelp")
 
@@ -28,12 +28,11 @@ def _json_size(value: Any) -> int:
 def validate(request: TurnRequest) -> str:
     """Check the request's limits; returns the effective mode. Lengths are counted in
     code points (Python str length), as the specs' "characters"."""
-    if request.resume is None:
-        if not request.message.strip():
-            raise SwitchboardError(
-                Code.INVALID_ARGUMENT, Reason.MESSAGE_REQUIRED, "message is required.",
-                {"field": "message"},
-            )
+    if request.resume is None and not request.message.strip():
+        raise SwitchboardError(
+            Code.INVALID_ARGUMENT, Reason.MESSAGE_REQUIRED, "message is required.",
+            {"field": "message"},
+        )
     if len(request.message) > limits.MAX_MESSAGE_CHARS:
         raise _too_long("message", limits.MAX_MESSAGE_CHARS)
     if len(request.behavior_context) > limits.MAX_BEHAVIOR_CONTEXT_CHARS:

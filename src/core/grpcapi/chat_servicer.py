@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
-from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 from core import limits
 from core.engine.live import LiveTurn
@@ -19,10 +18,12 @@ from core.events import Event, StreamError
 from core.grpcapi import convert
 from core.grpcapi.auth import current_principal
 from core.grpcapi.errors import to_status
+from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchboard.grpc")
 
-Context = grpc.aio.ServicerContext[Any, Any]
+# grpcio is untyped; the alias documents what the handlers receive.
+Context: TypeAlias = Any  # grpc.aio.ServicerContext
 
 
 async def abort(context: Context, error: SwitchboardError) -> None:

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from switchboard.v1 import chat_pb2, events_pb2
 
 from core import events as ev
 from core.domain import (
@@ -20,6 +19,7 @@ from core.domain import (
 )
 from core.engine.turns import TurnFold
 from core.providers.base import ContextEntry, ToolSpec
+from switchboard.v1 import chat_pb2, events_pb2
 
 _STATUS = {
     ev.TurnStatus.RUNNING: events_pb2.TURN_STATUS_RUNNING,

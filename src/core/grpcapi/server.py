@@ -9,7 +9,6 @@ import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
@@ -19,6 +18,7 @@ from core.grpcapi.chat_servicer import ChatServicer
 from core.keys import Authenticator
 from core.store.base import Store
 from core.store.sqlite import SqliteStore
+from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchboard.core")
 

@@ -198,7 +198,9 @@ class SqliteStore:
             message_count=row["message_count"],
         )
 
-    async def get_conversation(self, org_id: str, conversation_id: str) -> ConversationRecord | None:
+    async def get_conversation(
+        self, org_id: str, conversation_id: str
+    ) -> ConversationRecord | None:
         row = await self.db.fetchone(
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
             "AS message_count FROM conversations c WHERE c.id = ? AND c.org_id = ?",

@@ -142,7 +142,7 @@ class Database:
         """One statement in its own transaction; returns the changed row count."""
         async with self.transaction() as conn:
             cursor = await conn.execute(sql, tuple(params))
-            return cursor.rowcount
+            return int(cursor.rowcount)
 
 
 def _split_sql(sql: str) -> list[str]:
