@@ -58,6 +58,19 @@ class LiveTurn:
         self._detach_timer: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
 
+    @classmethod
+    def replay(cls, events: list[Event], *, org_id: str, key: str = "",
+               request_hash: str = "") -> LiveTurn:
+        """A finished turn rebuilt from its stored events (idempotent replays)."""
+        first = events[0]
+        turn = cls(turn_id=first.turn_id, conversation_id=first.conversation_id, org_id=org_id,
+                   first_seq=first.seq, now=lambda: first.time, detach_grace_s=0.0)
+        turn.idempotency_key = key
+        turn.request_hash = request_hash
+        for event in events:
+            turn.publish(event)
+        return turn
+
     @property
     def next_seq(self) -> int:
         return self._next_seq

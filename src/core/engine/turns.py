@@ -14,8 +14,9 @@ import asyncio
 import hashlib
 import json
 import logging
+from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -25,14 +26,17 @@ from core.domain import (
     AgentRecord,
     ConversationRecord,
     InterruptRecord,
+    KeyKind,
     MessageRecord,
+    Organisation,
     PendingCall,
     Principal,
     TurnRecord,
     TurnRequest,
 )
-from core.engine import intake, router
+from core.engine import client_tools, intake, router
 from core.engine.identity import resolve_identity
+from core.engine.idempotency import Idempotency
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
 from core.errors import Code, Reason, SwitchboardError, not_found
@@ -52,15 +56,26 @@ from core.events import (
     Usage,
     UsageEvent,
 )
+from core.budgets import Budgets
 from core.ids import canonical_conversation_id
-from core.providers.base import ChatMessage, GenerationRequest, ModelProvider, ProviderError
+from core.keys import require_kind
+from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
+from core.providers.base import (
+    ChatMessage,
+    GenerationRequest,
+    ModelProvider,
+    ProviderError,
+    estimate_tokens,
+)
 from core.providers.registry import build_provider
-from core.store.base import EndUser, Store, TurnBegin, TurnCommit
+from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.turns")
 
 HISTORY_FOR_MODEL = 40  # prior transcript messages handed to the model
+# Dialects documented as server-side APIs (secret key): a widget key is refused there.
+SECRET_KEY_DIALECTS = frozenset({"slug"})
 _ROLE_ALIASES = {
     "user": "user", "customer": "user", "visitor": "user", "human": "user",
     "assistant": "assistant", "agent": "assistant", "bot": "assistant", "ai": "assistant",
@@ -128,6 +143,9 @@ class TurnEngine:
             lambda agent: build_provider(agent.definition, agent.id)
         )
         self.price = pricer or _no_pricing
+        self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
+        self.idempotency = Idempotency(self)
+        self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- resolution ---------------------------------------------------------------------
@@ -181,6 +199,7 @@ class TurnEngine:
     # -- starting turns -----------------------------------------------------------------
 
     async def start_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
+        """Start a turn (or attach to / replay the turn its idempotency key names)."""
         if self.draining:
             raise SwitchboardError(
                 Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down; retry shortly."
@@ -190,8 +209,35 @@ class TurnEngine:
         if org is None:
             raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
         self._check_origin(principal, org.settings.allowed_origins, request.origin)
+        if request.dialect in SECRET_KEY_DIALECTS:
+            require_kind(principal, KeyKind.SECRET)
+        client_tools.validate_client_tools(request.client_tools)
+        if not request.idempotency_key:
+            return await self._admit_and_start(principal, org, request, mode)
+        # One lock per key: concurrent duplicates wait here, then find the first one's turn
+        # (live or stored) instead of starting their own.
+        async with self.idempotency.lock(principal.org_id, request.idempotency_key):
+            existing = await self.idempotency.find(
+                principal.org_id, request.idempotency_key, request_hash(request)
+            )
+            if existing is not None:
+                return existing
+            return await self._admit_and_start(principal, org, request, mode)
+
+    async def _admit_and_start(
+        self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
+    ) -> LiveTurn:
+        """Rate limit and budget, then start: a refusal writes nothing and calls no model."""
+        self.rate_limiter.check_request(principal.key_id, RateLimit.from_settings(
+            org.settings.extra))
+        await self.budgets.check(org, request)
         if request.resume is not None:
             return await self._resume_turn(principal, request)
+        return await self._start_new(principal, org, request, mode)
+
+    async def _start_new(
+        self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
+    ) -> LiveTurn:
         identity = await resolve_identity(self.store, org, request, self.clock)
 
         conversation: ConversationRecord | None = None
@@ -202,6 +248,7 @@ class TurnEngine:
         agent = await self.resolve_agent(
             principal.org_id, request.agent or principal.agent_id, conversation
         )
+        client_tools.check_no_clash(request.client_tools, self.tools.specs(agent))
         if conversation is not None:
             running = self.live.get(conversation.id)
             if running is not None and not running.done:
@@ -210,6 +257,10 @@ class TurnEngine:
                     "A turn is already running in this conversation; wait for it or stop it.",
                 )
         now = self.clock.now()
+        # Routing rules and handoffs run before anything is stored: after a handoff the
+        # turn, its reply and the conversation belong to the agent it was handed to.
+        plan = await router.plan(self.store, agent, conversation, request.message, mode, now)
+        agent = plan.agent
         new_conversation = None
         if conversation is None:
             conversation = ConversationRecord(
@@ -254,7 +305,9 @@ class TurnEngine:
         live = self._new_live(turn, request)
         live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn_id,
                               new_conversation=new_conversation is not None))
-        decision = router.route(agent.definition, request.message, mode, now)
+        if plan.handoff is not None:
+            live.emit(plan.handoff)
+        decision = plan.decision
         history = await self._model_history(org.id, conversation.id, exclude_turn="")
         state = LoopState(messages=history)
         base = GenerationRequest(
@@ -296,11 +349,17 @@ class TurnEngine:
                 + (f"; missing {', '.join(missing)}" if missing else "")
                 + (f"; unknown {', '.join(unknown)}" if unknown else ""),
             )
+        client_tools.check_results(resume)
         conversation = await self.resolve_conversation(principal, record.conversation_id)
         running = self.live.get(conversation.id)
         if running is not None and not running.done:
             raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
                                    "A turn is already running in this conversation.")
+        if not request.client_tools:  # a resume may omit the tools: reuse the turn's
+            request = replace(request, client_tools=client_tools.tools_from_json(
+                record.state.get("client_tools")))
+        client_tools.check_no_clash(request.client_tools, self.tools.specs(
+            await self.resolve_agent(principal.org_id, "", conversation)))
         if not await self.store.claim_interrupt(record.id, now):
             raise SwitchboardError(Code.ALREADY_EXISTS, Reason.INTERRUPT_ALREADY_RESUMED,
                                    "This interrupt was already resumed.")
@@ -394,7 +453,7 @@ class TurnEngine:
                 provider = self._provider_factory(agent)
                 tool_ctx = ToolContext(live.org_id, live.conversation_id, agent, self.store,
                                        self.clock, self.ids)
-                tools = (*self.tools.specs(agent), *request.client_tools)
+                tools = client_tools.merge_tools(self.tools.specs(agent), request.client_tools)
                 inputs = LoopInputs(provider, tuple(tools), tool_ctx, self.tools, base)
                 outcome = await run_agent_loop(inputs, state, live.emit)
                 pending = outcome.pending
@@ -427,7 +486,7 @@ class TurnEngine:
         ticket_id = "tkt_" + self.ids.uuid().replace("-", "")[:12]
         await self.store.create_ticket(
             ticket_id, live.org_id, live.conversation_id, decision.team,
-            f"Routed by rule to {decision.team}", self.clock.now(),
+            decision.subject or f"Routed by rule to {decision.team}", self.clock.now(),
         )
         return Routing(action=decision.action, ticket_id=ticket_id, team=decision.team)
 
@@ -447,6 +506,12 @@ class TurnEngine:
         cancellation: a stop arriving while we store must not leave it half-written."""
         live.committing = True
         now = self.clock.now()
+        if status in (TurnStatus.STOPPED, TurnStatus.CANCELLED) and not state.usage.total_tokens:
+            # Providers report usage at the end; a cut-short turn still consumed tokens.
+            state.usage = Usage(
+                sum(estimate_tokens(m.content) for m in state.messages),
+                estimate_tokens(state.text), "",
+            )
         usage = await self.price(live.org_id, state.usage)
         if usage.total_tokens:
             live.emit(UsageEvent(usage))
@@ -461,6 +526,7 @@ class TurnEngine:
                 "behavior_context": base.behavior_context, "mode": base.mode,
                 "traits": base.traits,
             }
+            snapshot["client_tools"] = client_tools.tools_to_json(request.client_tools)
             interrupt = InterruptRecord(
                 id=interrupt_id, org_id=live.org_id, conversation_id=live.conversation_id,
                 turn_id=live.turn_id, status="pending",
@@ -494,6 +560,11 @@ class TurnEngine:
             turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
             last_seq=terminal.seq, updated_at=now, events=(*live.events, terminal),
             messages=tuple(messages), interrupt=interrupt,
+            usage=UsageEntry(
+                live.org_id, request.user_id or "anonymous", live.conversation_id,
+                live.turn_id, usage.model, usage.prompt_tokens, usage.completion_tokens,
+                usage.cost_micros, now,
+            ) if usage.total_tokens or usage.cost_micros else None,
         )
         try:
             await asyncio.shield(self.store.commit_turn(commit))
@@ -513,6 +584,14 @@ class TurnEngine:
         """Follow a live turn to its end and fold it (the unary calls)."""
         events = [event async for event in live.follow(0)]
         return fold(events)
+
+    @asynccontextmanager
+    async def stream_slot(self, principal: Principal) -> AsyncIterator[None]:
+        """Hold one of the key's concurrent-stream slots for the life of a stream."""
+        org = await self.store.get_org(principal.org_id)
+        limit = RateLimit.from_settings(org.settings.extra if org else {})
+        with self.rate_limiter.stream_slot(principal.key_id, limit):
+            yield
 
     async def stop(self, principal: Principal, conversation_id: str) -> tuple[bool, str]:
         conversation = await self.resolve_conversation(principal, conversation_id)

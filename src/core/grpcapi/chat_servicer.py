@@ -63,18 +63,17 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def StreamChat(
         self, request: chat_pb2.StreamChatRequest, context: Context
     ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
+        principal = current_principal()
         try:
-            live = await self.engine.start_turn(
-                current_principal(), convert.turn_request(request.turn)
-            )
+            async with self.engine.stream_slot(principal):
+                live = await self.engine.start_turn(principal, convert.turn_request(request.turn))
+                async for event in live.follow(0):
+                    yield chat_pb2.StreamChatResponse(event=convert.event_pb(event))
+                    err = error_of(event)
+                    if err is not None:
+                        raise err
         except SwitchboardError as exc:
             await abort(context, exc)
-            return
-        async for event in live.follow(0):
-            yield chat_pb2.StreamChatResponse(event=convert.event_pb(event))
-            err = error_of(event)
-            if err is not None:
-                await abort(context, err)
 
     async def Converse(
         self, request_iterator: AsyncIterator[chat_pb2.ConverseRequest], context: Context
@@ -96,16 +95,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
         reader = asyncio.create_task(read())
         try:
-            while (turn_input := await starts.get()) is not None:
-                try:
+            async with self.engine.stream_slot(principal):
+                while (turn_input := await starts.get()) is not None:
                     live = await self.engine.start_turn(
                         principal, convert.turn_request(turn_input)
                     )
-                except SwitchboardError as exc:
-                    await abort(context, exc)
-                    return
-                async for event in live.follow(0):
-                    yield chat_pb2.ConverseResponse(event=convert.event_pb(event))
+                    async for event in live.follow(0):
+                        yield chat_pb2.ConverseResponse(event=convert.event_pb(event))
+        except SwitchboardError as exc:
+            await abort(context, exc)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -124,12 +122,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def ResumeStream(
         self, request: chat_pb2.ResumeStreamRequest, context: Context
     ) -> AsyncIterator[chat_pb2.ResumeStreamResponse]:
+        principal = current_principal()
         try:
-            events = self.engine.follow_conversation(
-                current_principal(), request.conversation_id, request.after_seq
-            )
-            async for event in events:
-                yield chat_pb2.ResumeStreamResponse(event=convert.event_pb(event))
+            async with self.engine.stream_slot(principal):
+                events = self.engine.follow_conversation(
+                    principal, request.conversation_id, request.after_seq
+                )
+                async for event in events:
+                    yield chat_pb2.ResumeStreamResponse(event=convert.event_pb(event))
         except SwitchboardError as exc:
             await abort(context, exc)
 

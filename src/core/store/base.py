@@ -49,6 +49,21 @@ class TurnBegin:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageEntry:
+    """One priced turn (segment) in the usage ledger."""
+
+    org_id: str
+    user_id: str
+    conversation_id: str
+    turn_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_micros: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TurnCommit:
     """What a turn writes when it ends (or pauses), in one transaction."""
 
@@ -61,6 +76,7 @@ class TurnCommit:
     messages: tuple[MessageRecord, ...] = ()
     interrupt: InterruptRecord | None = None
     resumed_interrupt_id: str = ""
+    usage: UsageEntry | None = None
 
 
 class Store(Protocol):
@@ -116,6 +132,13 @@ class Store(Protocol):
     ) -> list[Event]: ...
 
     async def mark_running_turns(self, status: str, now: datetime) -> int: ...
+
+    # Usage ledger
+    async def sum_spend(self, org_id: str, since: datetime, user_id: str = "") -> int: ...
+
+    async def usage_report(
+        self, org_id: str, since: datetime
+    ) -> list[dict[str, Any]]: ...
 
     # Interrupts
     async def get_interrupt(self, org_id: str, interrupt_id: str) -> InterruptRecord | None: ...

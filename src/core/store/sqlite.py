@@ -306,6 +306,17 @@ class SqliteStore:
                 "WHERE id = ?",
                 (commit.last_seq, _ts(commit.updated_at), commit.conversation_id),
             )
+            u = commit.usage
+            if u is not None:
+                await conn.execute(
+                    "INSERT INTO usage_ledger (org_id, user_id, conversation_id, turn_id, model, "
+                    "prompt_tokens, completion_tokens, cost_micros, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        u.org_id, u.user_id, u.conversation_id, u.turn_id, u.model,
+                        u.prompt_tokens, u.completion_tokens, u.cost_micros, _ts(u.created_at),
+                    ),
+                )
             i = commit.interrupt
             if i is not None:
                 await conn.execute(
@@ -411,6 +422,29 @@ class SqliteStore:
             "UPDATE turns SET status = ?, updated_at = ? WHERE status = 'running'",
             (status, _ts(now)),
         )
+
+    # -- usage ledger -------------------------------------------------------------------
+
+    async def sum_spend(self, org_id: str, since: datetime, user_id: str = "") -> int:
+        sql = "SELECT COALESCE(SUM(cost_micros), 0) FROM usage_ledger WHERE org_id = ? " \
+              "AND created_at >= ?"
+        params: list[Any] = [org_id, _ts(since)]
+        if user_id:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        row = await self.db.fetchone(sql, params)
+        return int(row[0]) if row else 0
+
+    async def usage_report(self, org_id: str, since: datetime) -> list[dict[str, Any]]:
+        """Spend per UTC day and model since `since`."""
+        rows = await self.db.fetchall(
+            "SELECT substr(created_at, 1, 10) AS day, model, COUNT(*) AS turns, "
+            "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
+            "SUM(cost_micros) AS cost_micros FROM usage_ledger "
+            "WHERE org_id = ? AND created_at >= ? GROUP BY day, model ORDER BY day, model",
+            (org_id, _ts(since)),
+        )
+        return [dict(r) for r in rows]
 
     # -- interrupts ---------------------------------------------------------------------
 

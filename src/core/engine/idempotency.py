@@ -1,0 +1,84 @@
+"""Exactly-once turns: an idempotency key names a turn for `IDEMPOTENCY_WINDOW_S`.
+
+The same key with the same request (compared by `request_hash`) is the same turn: while
+it runs, a duplicate attaches to the live turn; once it is stored, its events are
+replayed from the store, so the duplicate gets a byte-identical response. The same key
+with a different request is ABORTED `idempotency_mismatch` (HTTP 409).
+
+Concurrent duplicates serialise on a per-key lock held until the first one's turn is
+registered, so exactly one model call and one stored turn result. The lock is
+per-process; across replicas the store's unique (org, key) index makes the second insert
+fail, which is reported as the same mismatch-free conflict (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from core.engine.live import LiveTurn
+from core.errors import Code, Reason, SwitchboardError
+
+if TYPE_CHECKING:
+    from core.engine.turns import TurnEngine
+
+IDEMPOTENCY_WINDOW_S = 24 * 60 * 60
+
+
+def _mismatch() -> SwitchboardError:
+    return SwitchboardError(
+        Code.ABORTED, Reason.IDEMPOTENCY_MISMATCH,
+        "This Idempotency-Key was already used with a different request.",
+    )
+
+
+class Idempotency:
+    def __init__(self, engine: TurnEngine) -> None:
+        self._engine = engine
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def lock(self, org_id: str, key: str) -> AsyncIterator[None]:
+        name = (org_id, key)
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users <= 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
+
+    async def find(self, org_id: str, key: str, request_hash: str) -> LiveTurn | None:
+        """The turn this key already names (live, or replayed from the store), or None."""
+        engine = self._engine
+        live = engine.live.by_key(org_id, key)
+        if live is not None:
+            if live.request_hash != request_hash:
+                raise _mismatch()
+            return live
+        turn = await engine.store.find_turn_by_key(org_id, key)
+        if turn is None:
+            return None
+        if engine.clock.now() - turn.created_at > timedelta(seconds=IDEMPOTENCY_WINDOW_S):
+            return None
+        if turn.request_hash != request_hash:
+            raise _mismatch()
+        events = await engine.store.list_events(turn.conversation_id, turn.first_seq - 1,
+                                                turn_id=turn.id)
+        terminal = next((i for i, e in enumerate(events) if e.terminal), None)
+        if terminal is None:
+            # Stored without a terminal event: another process is running it, or it died.
+            raise SwitchboardError(
+                Code.ABORTED, Reason.TURN_IN_PROGRESS,
+                "The turn for this Idempotency-Key is still running elsewhere; retry shortly.",
+                retry_after_s=1.0,
+            )
+        return LiveTurn.replay(events[: terminal + 1], org_id=org_id, key=key,
+                               request_hash=request_hash)

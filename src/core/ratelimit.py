@@ -1,0 +1,117 @@
+"""Per-key rate limits: a token bucket for requests and a cap on concurrent streams.
+
+Limits are configured per organisation (`OrgSettings.extra["rate_limit"]`:
+`{"rps": float, "burst": int, "max_streams": int}`), with the defaults below. Buckets are
+kept per key in this process; `RateLimiter` is the seam where a Redis implementation
+(a Lua token bucket and a counter per key, shared by replicas) slots in.
+
+A refused request raises RESOURCE_EXHAUSTED (reason `rate_limited` or
+`concurrency_limited`) carrying `retry_after_s`, which the gRPC layer sends as RetryInfo
+and every dialect as `Retry-After`. Refusal happens before anything is written or any
+model is called. Each key has its own bucket, so one tenant at its limit does not slow
+another (the check is O(1) and takes no lock shared between keys).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.clock import Clock
+from core.errors import Code, Reason, SwitchboardError
+
+DEFAULT_RPS = 10.0
+DEFAULT_BURST = 20
+DEFAULT_MAX_STREAMS = 50
+MAX_TRACKED_KEYS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    rps: float = DEFAULT_RPS
+    burst: int = DEFAULT_BURST
+    max_streams: int = DEFAULT_MAX_STREAMS
+
+    @classmethod
+    def from_settings(cls, extra: dict[str, Any]) -> RateLimit:
+        raw = extra.get("rate_limit") or {}
+        return cls(
+            rps=float(raw.get("rps", DEFAULT_RPS)),
+            burst=int(raw.get("burst", DEFAULT_BURST)),
+            max_streams=int(raw.get("max_streams", DEFAULT_MAX_STREAMS)),
+        )
+
+
+class RateLimiter(Protocol):
+    def check_request(self, key_id: str, limit: RateLimit) -> None:
+        """Take one token or raise RESOURCE_EXHAUSTED with retry_after_s."""
+        ...
+
+    def stream_slot(self, key_id: str, limit: RateLimit) -> Any:
+        """A context manager holding one concurrent-stream slot, or raising."""
+        ...
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens = tokens
+        self.updated = updated
+
+
+class LocalRateLimiter:
+    """In-process token buckets and stream counters."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._streams: dict[str, int] = {}
+
+    def check_request(self, key_id: str, limit: RateLimit) -> None:
+        if limit.rps <= 0:
+            return
+        now = self._clock.monotonic()
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_KEYS:
+                self._buckets.clear()
+            bucket = self._buckets[key_id] = _Bucket(float(limit.burst), now)
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(float(limit.burst), bucket.tokens + elapsed * limit.rps)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return
+        wait = (1.0 - bucket.tokens) / limit.rps
+        raise SwitchboardError(
+            Code.RESOURCE_EXHAUSTED, Reason.RATE_LIMITED,
+            f"Rate limit exceeded ({limit.rps:g} requests/s, burst {limit.burst}); "
+            f"retry in {math.ceil(wait)} s.",
+            retry_after_s=wait,
+        )
+
+    @contextmanager
+    def stream_slot(self, key_id: str, limit: RateLimit) -> Iterator[None]:
+        current = self._streams.get(key_id, 0)
+        if limit.max_streams > 0 and current >= limit.max_streams:
+            raise SwitchboardError(
+                Code.RESOURCE_EXHAUSTED, Reason.CONCURRENCY_LIMITED,
+                f"Too many concurrent streams for this key (at most {limit.max_streams}).",
+                retry_after_s=1.0,
+            )
+        self._streams[key_id] = current + 1
+        try:
+            yield
+        finally:
+            left = self._streams.get(key_id, 1) - 1
+            if left > 0:
+                self._streams[key_id] = left
+            else:
+                self._streams.pop(key_id, None)
+
+    def open_streams(self, key_id: str) -> int:
+        return self._streams.get(key_id, 0)
