@@ -1,0 +1,47 @@
+"""`switchboard usage`: the usage ledger, per UTC day and model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+
+from core.clock import SystemClock
+from core.config import CoreConfig
+from core.store.sqlite import SqliteStore
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    usage = sub.add_parser("usage", help="show priced usage from the ledger")
+    usage.add_argument("--org", default="demo", help="organisation slug")
+    usage.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
+    usage.add_argument("--database", help="SQLite file")
+
+
+def _usd(micros: int) -> str:
+    return f"${micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
+    store = SqliteStore(config.database)
+    await store.open()
+    try:
+        org = await store.get_org_by_slug(ns.org)
+        if org is None:
+            print(f"error: organisation {ns.org!r} not found", file=sys.stderr)
+            return 2
+        since = SystemClock().now() - timedelta(days=max(1, ns.days))
+        rows = await store.usage_report(org.id, since)
+        print(f"{'day':<12}{'model':<24}{'turns':>7}{'prompt':>10}{'completion':>12}"
+              f"{'cost (USD)':>16}")
+        total = 0
+        for row in rows:
+            total += int(row["cost_micros"] or 0)
+            print(f"{row['day']:<12}{(row['model'] or '-'):<24}{row['turns']:>7}"
+                  f"{row['prompt_tokens']:>10}{row['completion_tokens']:>12}"
+                  f"{_usd(int(row['cost_micros'] or 0)):>16}")
+        print(f"{'total':<12}{'':<24}{sum(r['turns'] for r in rows):>7}{'':>10}{'':>12}"
+              f"{_usd(total):>16}")
+        return 0
+    finally:
+        await store.close()
