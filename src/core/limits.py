@@ -27,3 +27,14 @@ DEFAULT_SHUTDOWN_GRACE_S = 5.0
 DEFAULT_INTERRUPT_TTL_S = 15 * 60
 LIST_MESSAGES_DEFAULT_PAGE = 100
 LIST_MESSAGES_MAX_PAGE = 1000
+
+# Agent runtime: webhook tools and routing rules
+MAX_WEBHOOK_RESPONSE_BYTES = 64 * 1024  # a tool result goes back into the model's context
+DEFAULT_WEBHOOK_TIMEOUT_S = 10.0
+MAX_WEBHOOK_TIMEOUT_S = 30.0  # whole seconds in agent files; the user is waiting
+MAX_ROUTING_PATTERN_CHARS = 500  # regexes run on every message: keep them small
+
+# Client tools (aibot `tools`, gRPC TurnInput.client_tools)
+MAX_CLIENT_TOOL_NAME_CHARS = 64  # the function-name rule model APIs share
+MAX_CLIENT_TOOL_DESCRIPTION_CHARS = 1_024
+MAX_CLIENT_TOOL_PARAMETERS_BYTES = 16 * 1024  # JSON Schema, compact UTF-8 JSON

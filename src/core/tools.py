@@ -45,7 +45,7 @@ ToolFn = Callable[[ToolContext, dict[str, Any], dict[str, Any]], Awaitable[ToolR
 BUILTIN_SPECS: dict[str, ToolSpec] = {
     "search_knowledge": ToolSpec(
         "search_knowledge",
-        "Search the help center; returns the best matching articles.",
+        "Search the help center; returns the best matching passage and its source article.",
         {
             "type": "object",
             "properties": {"query": {"type": "string"}},
@@ -76,19 +76,28 @@ BUILTIN_SPECS: dict[str, ToolSpec] = {
 async def _search_knowledge(
     ctx: ToolContext, args: dict[str, Any], config: dict[str, Any]
 ) -> ToolRun:
-    query = str(args.get("query", "")).lower()
+    """The kb provider's retrieval (BM25 over heading-split passages, grounded extract),
+    offered as a tool so an LLM agent answers from the same help center and cites it."""
+    query = args.get("query")
+    if not isinstance(query, str) or not query.strip():
+        return ToolRun({"error": "query is required"}, is_error=True)
     kb = knowledge_base_for(ctx.agent.definition)
-    if kb is None or not query:
-        return ToolRun({"results": []})
-    words = [w for w in query.split() if len(w) > 2]
-    scored = sorted(
-        ((sum(doc.text.lower().count(w) for w in words), doc) for doc in kb.documents),
-        key=lambda pair: -pair[0],
-    )
-    results = [
-        {"slug": d.slug, "title": d.title, "url": d.url} for score, d in scored[:3] if score > 0
-    ]
-    return ToolRun({"results": results})
+    if kb is None:
+        return ToolRun({"results": [], "note": "this agent has no knowledge base"})
+    from core.providers.kb import KbProvider  # the index is built (and cached) on first use
+
+    reply = KbProvider(kb, threshold=ctx.agent.definition.confidence_threshold).answer(query)
+    citations = [a for a in (*reply.actions, *reply.trailing) if a.type == "citation"]
+    if reply.escalate or not citations:
+        return ToolRun({"results": [], "confidence": round(reply.confidence, 3),
+                        "note": "nothing in the knowledge base answers this confidently"})
+    source = citations[0].payload
+    result = {
+        "title": source.get("title", ""), "url": source.get("url", ""),
+        "slug": source.get("slug", ""), "excerpt": reply.text,
+    }
+    return ToolRun({"results": [result], "confidence": round(reply.confidence, 3)},
+                   actions=[ActionData("citation", dict(source))])
 
 
 async def _create_ticket(
@@ -119,6 +128,11 @@ BUILTIN_TOOLS: dict[str, ToolFn] = {
 }
 
 
+def _parameters(tool: dict[str, Any]) -> dict[str, Any]:
+    # Model APIs want an object schema even for a tool that takes no arguments.
+    return dict(tool.get("parameters") or {"type": "object", "properties": {}})
+
+
 class ServerTools:
     """The tools an agent's definition declares, runnable by the engine."""
 
@@ -130,13 +144,13 @@ class ServerTools:
                 specs.append(BUILTIN_SPECS[name])
             elif tool.get("kind") == "webhook":
                 specs.append(
-                    ToolSpec(name, str(tool.get("description", "")), dict(tool.get("parameters", {})))
+                    ToolSpec(name, str(tool.get("description", "")), _parameters(tool))
                 )
             elif tool.get("kind") == "client":
                 specs.append(
                     ToolSpec(
-                        name, str(tool.get("description", "")),
-                        dict(tool.get("parameters", {})), client_side=True,
+                        name, str(tool.get("description", "")), _parameters(tool),
+                        client_side=True,
                     )
                 )
         return specs
@@ -156,6 +170,7 @@ class ServerTools:
             if kind == "builtin":
                 return await BUILTIN_TOOLS[name](ctx, args, config)
             if kind == "webhook":
+                # Imported here: core.webhooks builds on ToolContext/ToolRun above.
                 from core.webhooks import call_webhook
 
                 return await call_webhook(ctx, config, args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.agents.definition import AgentDefinitionError, load_agent_file
+from core.agents.definition import AgentDefinition, AgentDefinitionError, load_agent_file
 from core.clock import RandomIds, SystemClock
 from core.config import CoreConfig
 from core.domain import Organisation, OrgSettings
@@ -20,7 +20,7 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
         except (AgentDefinitionError, OSError) as exc:
             print(_describe(exc), file=sys.stderr)
             return 2
-        print(f"ok: {definition.slug} ({definition.provider.kind})")
+        print(f"ok: {definition.slug} ({definition.provider.kind}): {_summary(definition)}")
         return 0
     store = SqliteStore(config.database)
     await store.open()
@@ -52,9 +52,22 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
             return 2
         record = await store.upsert_agent(org.id, ids.uuid(), definition, clock.now())
         print(f"applied agent {record.slug} ({record.id})")
+        # Agents are applied one file at a time, so a missing target is a warning: the
+        # router skips it until that agent exists.
+        for i, handoff in enumerate(definition.handoffs):
+            if await store.get_agent(org.id, str(handoff["to"])) is None:
+                print(f"warning: handoffs[{i}].to: no agent {handoff['to']!r} in "
+                      f"organisation {org.slug} yet", file=sys.stderr)
         return 0
     finally:
         await store.close()
+
+
+def _summary(definition: AgentDefinition) -> str:
+    return ", ".join(f"{name}: {count}" for name, count in (
+        ("tools", len(definition.tools)), ("routing rules", len(definition.routing)),
+        ("handoffs", len(definition.handoffs)), ("flows", len(definition.flows)),
+    ))
 
 
 def _describe(exc: Exception) -> str:

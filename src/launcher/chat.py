@@ -16,6 +16,7 @@ async def _turn(stub: chat_pb2_grpc.ChatServiceStub, key: str, agent: str, messa
         message=message, agent=agent, conversation_id=conversation_id, dialect="cli",
     ))
     call = stub.StreamChat(request, metadata=[("authorization", f"Bearer {key}")])
+    notes: list[str] = []
     async for reply in call:
         event = reply.event
         kind = event.WhichOneof("kind")
@@ -27,11 +28,19 @@ async def _turn(stub: chat_pb2_grpc.ChatServiceStub, key: str, agent: str, messa
         elif kind == "action":
             payload = dict(event.action.payload)
             label = payload.get("title") or payload.get("reason") or ""
-            sys.stdout.write(f"\n  [{event.action.type}] {label}")
+            notes.append(f"[{event.action.type}] {label}")
         elif kind == "routed":
-            sys.stdout.write(f"\n  [routed to {event.routed.team}: {event.routed.ticket_id}]")
+            notes.append(f"[routed to {event.routed.team}: ticket {event.routed.ticket_id}]")
+        elif kind == "agent_handoff":
+            notes.append(f"[handed off: {event.agent_handoff.reason}]")
+        elif kind == "interrupt":
+            notes.append(f"[waiting for client tools: {', '.join(event.interrupt.tool_call_ids)}]")
+        elif kind == "error":
+            notes.append(f"[error {event.error.code}: {event.error.message}]")
         elif kind == "completed":
-            sys.stdout.write(f"\n  (confidence {event.completed.confidence:.2f})\n")
+            notes.append(f"(confidence {event.completed.confidence:.2f})")
+    # Notes go under the reply so they never split the streamed text.
+    sys.stdout.write("\n" + "".join(f"  {note}\n" for note in notes))
     return conversation_id
 
 
