@@ -18,7 +18,8 @@ log = logging.getLogger("switchboard.demo")
 DEMO_ORG_SLUG = "demo"
 DEMO_WIDGET_KEY = "ab_live_demo_widget_key"
 DEMO_SECRET_KEY = "sk_demo_secret_key"
-DEMO_IDENTITY_SECRET = "demo_identity_secret"
+# HS256 wants at least 32 bytes of secret (RFC 7518 §3.2; PyJWT warns below that).
+DEMO_IDENTITY_SECRET = "demo_identity_secret_for_local_testing_only"
 
 
 def demo_dir() -> Path:

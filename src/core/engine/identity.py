@@ -9,14 +9,17 @@ request's; the request wins on conflicts, and the merge is persisted with the tu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 
 from core.clock import Clock
 from core.domain import Organisation, TurnRequest
 from core.errors import Code, Reason, SwitchboardError
+from core.ids import canonical_conversation_id
 from core.providers.base import ContextEntry
 from core.store.base import EndUser, Store
 
@@ -52,17 +55,23 @@ def verify_user_token(token: str, secret: str, user_id: str) -> dict[str, Any]:
     if header.get("alg") != "HS256":
         raise _identity_error("user_token must be signed with HS256.")
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            options={"require": ["exp"], "verify_aud": False},
-            leeway=JWT_LEEWAY_S,
-        )
+        with warnings.catch_warnings():
+            # A short secret is the organisation's setting, to be refused where it is set;
+            # warning on every request would only flood the logs (and, in tests, fail).
+            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                options={"require": ["exp"], "verify_aud": False},
+                leeway=JWT_LEEWAY_S,
+            )
     except jwt.ExpiredSignatureError as exc:
         raise _identity_error("user_token has expired.") from exc
     except jwt.MissingRequiredClaimError as exc:
         raise _identity_error("user_token must carry an exp claim.") from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise _identity_error("user_token is not valid yet (nbf or iat).") from exc
     except jwt.PyJWTError as exc:
         raise _identity_error("user_token signature is invalid.") from exc
     if claims.get("user_id") != user_id:
@@ -74,9 +83,40 @@ def _entry_json(entry: ContextEntry) -> dict[str, Any]:
     return {"label": entry.label, "type": entry.type, "value": entry.value}
 
 
+async def _company(
+    store: Store, org_id: str, claims: dict[str, Any], stored: EndUser | None, requested: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The user's company link and the company's data.
+
+    A verified `company_id` claim wins (and relinks); otherwise an existing link stands;
+    otherwise the request's `company_id` is looked up by external id and the user is linked
+    to it when it exists (an unknown company is ignored, not an error)."""
+    trusted = str(claims.get("company_id") or "")
+    linked = stored.company_id if stored else ""
+    company_id = trusted or linked or requested
+    if not company_id:
+        return "", None
+    company = await store.get_company(org_id, company_id)
+    if company is None and not (trusted or linked):
+        return "", None
+    return company_id, company
+
+
+async def _conversation_context(store: Store, org_id: str, conversation_id: str) -> dict[str, Any]:
+    """The context stored on the conversation being continued (anonymous users have no
+    stored profile: their context lives on the conversation)."""
+    canonical = canonical_conversation_id(conversation_id) if conversation_id else None
+    if not canonical:
+        return {}
+    conversation = await store.get_conversation(org_id, canonical)
+    return dict(conversation.context) if conversation is not None else {}
+
+
 async def resolve_identity(
     store: Store, org: Organisation, request: TurnRequest, clock: Clock
 ) -> Identity:
+    """Verify the request's identity and merge stored traits and context with the
+    request's (request wins; trusted token claims win over everything)."""
     user_id = request.user_id or ANONYMOUS
     verified = False
     claims: dict[str, Any] = {}
@@ -93,21 +133,21 @@ async def resolve_identity(
     stored = await store.get_end_user(org.id, user_id) if user_id != ANONYMOUS else None
     traits = {**(stored.traits if stored else {}), **request.custom_fields}
     traits.update({k: claims[k] for k in TRUSTED_CLAIMS if k in claims})
+    # Stored user context, then the conversation's, then the request's: the most specific
+    # and most recent wins.
     context = {**(stored.context if stored else {})}
+    context.update(await _conversation_context(store, org.id, request.conversation_id))
     context.update({k: _entry_json(v) for k, v in request.context.items()})
     entries = {
         k: ContextEntry(str(v.get("label", k)), str(v.get("type", "")), v.get("value"))
         for k, v in context.items()
         if isinstance(v, dict)
     }
-    company_id = str(claims.get("company_id") or (stored.company_id if stored else "") or "")
-    if not company_id and request.company_id:
-        company_id = request.company_id
-    if company_id:
-        company = await store.get_company(org.id, company_id)
-        if company is not None:
-            traits.setdefault("company", company)
+    company_id, company = await _company(store, org.id, claims, stored, request.company_id)
     end_user = None
     if user_id != ANONYMOUS:
-        end_user = EndUser(org.id, user_id, company_id, traits, context)
+        # The company's data is looked up on every turn, never copied into the profile.
+        end_user = EndUser(org.id, user_id, company_id, dict(traits), context)
+    if company is not None:
+        traits["company"] = company
     return Identity(user_id, verified, traits, context, entries, end_user)

@@ -1,0 +1,238 @@
+"""The Halo SDK dialect: `POST /api/sdk/chat` and `POST /api/sdk/chat/stream`.
+
+Parsing and rendering live in `shim.halo_wire`, the error envelope in `shim.halo_errors`,
+the OpenAPI description in `shim.halo_openapi`; this module holds the two handlers. Every
+rule (key, origin, identity, limits, routing) is the core's; see docs/halo.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from shim import cors, openapi
+from shim.common import (
+    BadRequest,
+    CoreCallError,
+    TurnStream,
+    origin_of,
+    read_json_object,
+    run_chat,
+    stream_chat,
+)
+from shim.core_client import CoreError
+from shim.halo_errors import error_body, error_response
+from shim.halo_openapi import COMPONENTS, PATHS
+from shim.halo_wire import (
+    action_json,
+    action_record,
+    actions_record,
+    error_record,
+    parse_turn,
+    reply_json,
+    session_id,
+    stream_text,
+)
+from switchboard.v1 import chat_pb2, events_pb2
+
+log = logging.getLogger("switchboard.shim.halo")
+
+CHAT_PATH = "/api/sdk/chat"
+STREAM_PATH = "/api/sdk/chat/stream"
+EXPOSED_HEADERS = ("X-Session-Id", "X-Agent-Id")
+# How often a silent stream checks that its client is still connected.
+DISCONNECT_POLL_S = 0.25
+
+
+def _too_large() -> CoreError:
+    return CoreError("INVALID_ARGUMENT", "payload_too_large", "The request body is too large.")
+
+
+async def _turn_input(request: web.Request) -> chat_pb2.TurnInput:
+    """The request as a TurnInput; raises BadRequest or HTTPRequestEntityTooLarge."""
+    body = await read_json_object(request)
+    metadata = {"user_agent": request.headers.get("User-Agent", "")[:256]}
+    if request.remote:
+        metadata["client_ip"] = request.remote
+    return parse_turn(
+        body,
+        origin=origin_of(request),
+        idempotency_key=request.headers.get("Idempotency-Key", ""),
+        metadata=metadata,
+    )
+
+
+async def chat(request: web.Request) -> web.Response:
+    """`POST /api/sdk/chat`: one turn, answered as one JSON object."""
+    try:
+        turn = await _turn_input(request)
+        reply = await run_chat(request, turn)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error())
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(_too_large())
+    except CoreCallError as exc:
+        return error_response(exc.error)
+    return web.json_response(reply_json(reply))
+
+
+async def chat_stream(request: web.Request) -> web.StreamResponse:
+    """`POST /api/sdk/chat/stream`: chunked text/plain, action records framed by \\x1E.
+
+    Errors before the first event get their real status and the JSON envelope; once the
+    headers went out, a failure is one `error` action record and the body is cut short
+    (no final `__ACTIONS__` record, no chunked terminator) so clients see it failed."""
+    try:
+        turn = await _turn_input(request)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error())
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(_too_large())
+    stream = stream_chat(request, turn)
+    try:
+        first = await stream.first()
+    except CoreCallError as exc:
+        stream.close()
+        return error_response(exc.error)
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": "text/plain; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            # Reverse proxies (nginx) must not buffer a progressive answer.
+            "X-Accel-Buffering": "no",
+            "X-Session-Id": session_id(first.turn_started.conversation_id
+                                       or first.conversation_id),
+            "X-Agent-Id": first.turn_started.agent_id,
+        },
+    )
+    response.enable_chunked_encoding()
+    watch = _DisconnectWatch(request, stream)
+    try:
+        await response.prepare(request)
+        watch.start()
+        await _relay(stream, response, watch)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The client went away: closing the call (finally) detaches it from the turn, and
+        # the core cancels the turn after its reattach grace and stores it as cancelled.
+        log.info("halo stream: client disconnected")
+    except _StreamFailed as failed:
+        await _cut_short(request, response, failed.error)
+    finally:
+        stream.close()
+        await watch.stop()
+    return response
+
+
+class _DisconnectWatch:
+    """Notices a client that went away while nothing is being written (a long tool call,
+    a slow model) and closes the turn stream then, instead of at the next write."""
+
+    def __init__(self, request: web.Request, stream: TurnStream) -> None:
+        self._request = request
+        self._stream = stream
+        self._task: asyncio.Task[None] | None = None
+        self.disconnected = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        # aiohttp has no "connection lost" callback for handlers that are not cancelled
+        # on disconnect (its default), so poll the transport.
+        while True:
+            transport = self._request.transport
+            if transport is None or transport.is_closing():
+                break
+            await asyncio.sleep(DISCONNECT_POLL_S)
+        self.disconnected = True
+        self._stream.close()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class _StreamFailed(Exception):
+    def __init__(self, error: CoreError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+async def _relay(stream: TurnStream, response: web.StreamResponse,
+                 watch: _DisconnectWatch) -> None:
+    """Write the events after TurnStarted; returns after the final record. Raises
+    ConnectionResetError when the client went away, _StreamFailed when the turn failed."""
+    try:
+        await _relay_events(stream, response)
+    except asyncio.CancelledError:
+        # grpc.aio raises CancelledError from a call the watch cancelled; a cancellation
+        # of this handler itself (server shutdown) must propagate.
+        task = asyncio.current_task()
+        if not watch.disconnected or (task is not None and task.cancelling()):
+            raise
+        raise ConnectionResetError("client disconnected") from None
+    except _StreamFailed:
+        if watch.disconnected:
+            raise ConnectionResetError("client disconnected") from None
+        raise
+
+
+async def _relay_events(stream: TurnStream, response: web.StreamResponse) -> None:
+    actions: list[dict[str, Any]] = []
+    try:
+        async for event in stream.events():
+            kind = event.WhichOneof("kind")
+            if kind == "text_delta":
+                if event.text_delta.text:
+                    await response.write(stream_text(event.text_delta.text).encode("utf-8"))
+            elif kind == "action":
+                actions.append(action_json(event.action))
+                await response.write(action_record(event.action).encode("utf-8"))
+            elif kind == "error":
+                raise _StreamFailed(_stream_error(event.error))
+            elif kind in ("completed", "interrupt"):
+                if kind == "completed":
+                    # The completed event carries the authoritative list.
+                    actions = [action_json(a) for a in event.completed.actions]
+                await response.write(actions_record(actions).encode("utf-8"))
+                return
+    except CoreCallError as exc:
+        raise _StreamFailed(exc.error) from None
+    # The core ended the stream without a terminal event: report it as a failure.
+    raise _StreamFailed(CoreError("INTERNAL", "internal", "The stream ended unexpectedly."))
+
+
+def _stream_error(error: events_pb2.StreamError) -> CoreError:
+    return CoreError(error.code, error.reason, error.message)
+
+
+async def _cut_short(request: web.Request, response: web.StreamResponse,
+                     error: CoreError) -> None:
+    body = error_body(error)["error"]
+    log.warning("halo stream failed after headers: %s %s", error.code, error.reason)
+    with contextlib.suppress(ConnectionResetError):
+        await response.write(error_record(body["code"], body["message"]).encode("utf-8"))
+    # Closing the connection without the chunked terminator makes the client's reader
+    # fail instead of reporting a complete, truncated answer.
+    if request.transport is not None:
+        request.transport.close()
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(CHAT_PATH, chat)
+    app.router.add_post(STREAM_PATH, chat_stream)
+    for path in (CHAT_PATH, STREAM_PATH):
+        cors.allow(app, path, expose=EXPOSED_HEADERS)
+    openapi.add_paths(app, PATHS, COMPONENTS)
+
+
+__all__ = ["CHAT_PATH", "STREAM_PATH", "chat", "chat_stream", "setup"]

@@ -1,0 +1,194 @@
+"""The Halo dialect's OpenAPI 3.1 description (registered by `shim.halo.setup`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import limits
+
+_REF = "#/components/schemas/"
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF + "HaloError"}}},
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "HaloContextEntry": {
+        "type": "object",
+        "description": "A structured context entry handed to the agent.",
+        "properties": {
+            "label": {"type": "string", "description": "Defaults to the entry's key."},
+            "type": {"type": "string"},
+            "value": {"description": "Any JSON value."},
+        },
+        "required": ["value"],
+    },
+    "HaloHistoryItem": {
+        "type": "object",
+        "description": "A prior message; `speaker` or `role`, and `text` or `content`.",
+        "properties": {
+            "speaker": {"type": "string"},
+            "role": {"type": "string"},
+            "text": {"type": "string"},
+            "content": {"type": "string"},
+        },
+    },
+    "HaloChatRequest": {
+        "type": "object",
+        "required": ["message"],
+        "properties": {
+            "message": {"type": "string", "maxLength": limits.MAX_MESSAGE_CHARS},
+            "user_id": _nullable({"type": "string", "default": "anonymous",
+                                  "maxLength": limits.MAX_USER_ID_CHARS}),
+            "user_token": _nullable({
+                "type": "string",
+                "description": "HS256 JWT signed with the Identity Secret; needs exp and a "
+                               "user_id claim equal to user_id.",
+            }),
+            "session_id": _nullable({"type": "string", "description": "chat_<uuid>"}),
+            "company_id": _nullable({"type": "string"}),
+            "mode": _nullable({"type": "string", "enum": ["chat", "voice", "video",
+                                                          "livehelp", None],
+                               "default": "chat"}),
+            "agent_id": _nullable({"type": "string"}),
+            "images": _nullable({
+                "type": "array", "maxItems": limits.MAX_IMAGES,
+                "items": {"type": "string", "description": "http(s) URL or data:image/ URL"},
+            }),
+            "custom_fields": _nullable({"type": "object",
+                                        "maxProperties": limits.MAX_CUSTOM_FIELDS}),
+            "context": _nullable({
+                "type": "object", "maxProperties": limits.MAX_CONTEXT_ENTRIES,
+                "additionalProperties": {"$ref": _REF + "HaloContextEntry"},
+            }),
+            "conversation_history": _nullable({
+                "type": "array", "maxItems": limits.MAX_HISTORY_ITEMS,
+                "items": {"$ref": _REF + "HaloHistoryItem"},
+            }),
+            "behavior_context": _nullable({
+                "type": "string", "maxLength": limits.MAX_BEHAVIOR_CONTEXT_CHARS,
+            }),
+        },
+    },
+    "HaloAction": {
+        "type": "object",
+        "required": ["type", "payload"],
+        "properties": {"type": {"type": "string"}, "payload": {"type": "object"}},
+    },
+    "HaloRouting": {
+        "type": "object",
+        "required": ["action"],
+        "properties": {"action": {"type": "string"}, "ticket_id": {"type": "string"}},
+    },
+    "HaloChatResponse": {
+        "type": "object",
+        "required": ["text", "session_id", "agent_id", "actions", "confidence"],
+        "properties": {
+            "text": {"type": "string"},
+            "session_id": {"type": "string"},
+            "agent_id": {"type": "string"},
+            "actions": {"type": "array", "items": {"$ref": _REF + "HaloAction"}},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "routing": {"$ref": _REF + "HaloRouting"},
+        },
+    },
+    "HaloError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+_ERRORS = {
+    "400": _error("Invalid request (malformed JSON, a field's type or limit)."),
+    "401": _error("Missing, malformed or unknown key; invalid or missing user_token."),
+    "403": _error("A widget key used from an origin not on the allow-list."),
+    "404": _error("Unknown session_id or agent_id."),
+    "413": _error("Request body too large."),
+    "422": _error("The session cannot take this request in its current state."),
+    "429": _error("Rate limited, or a turn is already running in this session."),
+    "500": _error("Internal error."),
+    "503": _error("Temporarily unavailable; retry."),
+}
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": _REF + "HaloChatRequest"}}},
+}
+
+_SECURITY: list[dict[str, list[str]]] = [{"haloKey": []}]
+
+PATHS: dict[str, Any] = {
+    "/api/sdk/chat": {
+        "post": {
+            "operationId": "haloChat",
+            "summary": "Send a message and receive the complete reply.",
+            "tags": ["halo"],
+            "security": _SECURITY,
+            "requestBody": _REQUEST_BODY,
+            "responses": {
+                "200": {
+                    "description": "The agent's reply.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": _REF + "HaloChatResponse"}}
+                    },
+                },
+                **_ERRORS,
+            },
+        },
+    },
+    "/api/sdk/chat/stream": {
+        "post": {
+            "operationId": "haloChatStream",
+            "summary": "Send a message and stream the reply as chunked text.",
+            "description": "Text deltas as they are produced; actions as "
+                           "`\\x1E__ACTION__<json>\\x1E` records, a final "
+                           "`\\x1E__ACTIONS__<json-array>\\x1E` record.",
+            "tags": ["halo"],
+            "security": _SECURITY,
+            "requestBody": _REQUEST_BODY,
+            "responses": {
+                "200": {
+                    "description": "The reply, streamed.",
+                    "headers": {
+                        "X-Session-Id": {"schema": {"type": "string"},
+                                         "description": "The session id (chat_<uuid>)."},
+                        "X-Agent-Id": {"schema": {"type": "string"},
+                                       "description": "The agent handling the request."},
+                    },
+                    "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}},
+                },
+                **_ERRORS,
+            },
+        },
+    },
+}
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "schemas": SCHEMAS,
+    "securitySchemes": {
+        "haloKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Publishable widget key (ab_live_...) or secret key.",
+        },
+    },
+}
