@@ -5,6 +5,7 @@ from __future__ import annotations
 MAX_MESSAGE_CHARS = 10_000  # code points, Halo spec
 MAX_BEHAVIOR_CONTEXT_CHARS = 5_000  # code points, Halo spec
 MAX_USER_ID_CHARS = 256
+MAX_COMPANY_ID_CHARS = 256
 MAX_IMAGES = 8
 MAX_IMAGE_URL_BYTES = 4 * 1024 * 1024  # a data: URL of a ~3 MB screenshot
 MAX_HISTORY_ITEMS = 100
@@ -18,7 +19,11 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 MAX_AGENT_STEPS = 8  # model calls per turn (tool loops)
 
 # gRPC transport
-MAX_GRPC_MESSAGE_BYTES = 32 * 1024 * 1024  # fits MAX_IMAGES data URLs with room to spare
+# The largest legal request is MAX_IMAGES data URLs plus text fields (~33 MiB). The HTTP
+# body limit sits above it and the gRPC limit above that, so a legal request never trips a
+# transport limit and an oversized body is refused by the shim with its dialect's 413.
+MAX_REQUEST_BODY_BYTES = 40 * 1024 * 1024
+MAX_GRPC_MESSAGE_BYTES = 48 * 1024 * 1024
 MAX_CONCURRENT_RPCS = 1000
 
 # Turn lifecycle

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
+from core.limits import MAX_REQUEST_BODY_BYTES
 from shim.core_client import CoreClient
 
 log = logging.getLogger("switchboard.shim")
@@ -49,7 +50,7 @@ def default_dialects() -> list[Dialect]:
 
 
 def create_app(core_target: str, dialects: Sequence[Dialect] | None = None) -> web.Application:
-    app = web.Application(client_max_size=40 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for setup in default_dialects() if dialects is None else dialects:

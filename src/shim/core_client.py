@@ -15,9 +15,11 @@ from aiohttp import web
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+
+from core.limits import MAX_GRPC_MESSAGE_BYTES
 from switchboard.v1 import chat_pb2_grpc
 
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_MESSAGE_BYTES = MAX_GRPC_MESSAGE_BYTES
 
 
 @dataclass(frozen=True, slots=True)

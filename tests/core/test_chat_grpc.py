@@ -150,3 +150,15 @@ async def test_conversation_of_another_org_is_not_found(sb: Harness) -> None:
             metadata=auth(raw),
         )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_company_id_length_boundary(sb: Harness) -> None:
+    await sb.scripted_agent(reply="ok")
+    ok = await sb.chat_once("x", agent="scripted", user_id="u1",
+                            company_id="c" * limits.MAX_COMPANY_ID_CHARS)
+    assert ok.completed.text == "ok"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await sb.chat_once(
+            "x", agent="scripted", company_id="c" * (limits.MAX_COMPANY_ID_CHARS + 1)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -39,6 +39,8 @@ def validate(request: TurnRequest) -> str:
         raise _too_long("behavior_context", limits.MAX_BEHAVIOR_CONTEXT_CHARS)
     if len(request.user_id) > limits.MAX_USER_ID_CHARS:
         raise _too_long("user_id", limits.MAX_USER_ID_CHARS)
+    if len(request.company_id) > limits.MAX_COMPANY_ID_CHARS:
+        raise _too_long("company_id", limits.MAX_COMPANY_ID_CHARS)
     if len(request.idempotency_key) > limits.MAX_IDEMPOTENCY_KEY_CHARS:
         raise _too_long("idempotency_key", limits.MAX_IDEMPOTENCY_KEY_CHARS)
     mode = request.mode or "chat"
