@@ -1,0 +1,272 @@
+"""The slug chat API dialect: `POST /v1/api/chat/{slug}` (also `/chat/{slug}`).
+
+Contract: shared/spec/slug-chat-api.txt; choices where it is silent: docs/slug.md.
+Request `{"message", "stream", "conversationId"}` with a secret key in
+`Authorization: Bearer`. Reply `{"data": {...}, "error": null}`, or with `stream: true`
+Server-Sent Events `data: {"chunk": "..."}` per text delta, then `data: [DONE]`. Errors
+use the documented envelope `{"data": null, "error": {"name", "message", "details"}}`,
+before the first byte with their HTTP status, after it as one SSE event (then close).
+
+The module only parses, projects the core's events and maps errors: every rule (message
+required and its length, the secret-key requirement, unknown agent) is the core's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any, Final
+
+from aiohttp import web
+
+from shim.common import (
+    BadRequest,
+    CoreCallError,
+    read_json_object,
+    run_chat,
+    stream_chat,
+)
+from shim.core_client import CoreError
+from shim.sse import EventStream, relay
+from switchboard.v1 import chat_pb2, events_pb2
+
+ROUTES: Final = ("/v1/api/chat/{slug}", "/chat/{slug}")
+DIALECT: Final = "slug"
+CONVERSATION_PREFIX: Final = "conv_"
+DONE: Final = "[DONE]"
+
+# HTTP status → the envelope's error name. 400, 401 and 404 are the spec's; 429, 500 and
+# 503 its "same envelope"; the rest follow the same naming.
+ERROR_NAMES: Final[dict[int, str]] = {
+    400: "ValidationError",
+    401: "UnauthorizedError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    409: "ConflictError",
+    410: "GoneError",
+    413: "PayloadTooLargeError",
+    422: "ValidationError",
+    429: "RateLimitError",
+    499: "ClientClosedRequestError",
+    500: "InternalServerError",
+    501: "NotImplementedError",
+    503: "ServiceUnavailableError",
+    504: "GatewayTimeoutError",
+}
+
+# The dialect's error table: ErrorInfo reason → HTTP status (a test fails if a core
+# Reason is missing). Reasons of features the slug API does not expose (client tools,
+# flows) are listed too: a conversation can move between dialects.
+BY_REASON: Final[dict[str, int]] = {
+    "invalid_argument": 400,
+    "message_required": 400,
+    "message_too_long": 400,
+    "field_too_long": 400,
+    "invalid_mode": 400,
+    "invalid_images": 400,
+    "invalid_tools": 400,
+    "invalid_input": 400,
+    "input_mismatch": 400,
+    "no_active_agent": 400,
+    "unauthenticated": 401,
+    "identity_required": 401,
+    "identity_invalid": 401,
+    "session_expired": 401,
+    "origin_not_allowed": 403,
+    "key_scope": 403,
+    "agent_not_found": 404,
+    "conversation_not_found": 404,
+    "interrupt_not_found": 404,
+    "intent_not_found": 404,
+    "wait_not_found": 404,
+    "interrupt_already_resumed": 409,
+    "interrupt_pending": 409,
+    "turn_in_progress": 409,
+    "idempotency_mismatch": 409,
+    "wait_already_used": 409,
+    "interrupt_expired": 410,
+    "wait_expired": 410,
+    "payload_too_large": 413,
+    "validation_failed": 422,
+    "rate_limited": 429,
+    "concurrency_limited": 429,
+    "budget_exceeded": 429,
+    "cancelled": 499,
+    "internal": 500,
+    "provider_error": 503,
+    "shutting_down": 503,
+    "deadline_exceeded": 504,
+}
+
+# gRPC code → HTTP status, for errors without a known reason (transport failures).
+BY_CODE: Final[dict[str, int]] = {
+    "OK": 500,  # never an error; listed so the table is total
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+
+# The spec's exact messages.
+MESSAGE_REQUIRED: Final = "Message field is required"
+UNAUTHORIZED: Final = "Invalid or missing API token"
+
+
+def status_of(error: CoreError) -> int:
+    return BY_REASON.get(error.reason) or BY_CODE.get(error.code, 500)
+
+
+def message_of(error: CoreError, slug: str) -> str:
+    if error.reason == "message_required":
+        return MESSAGE_REQUIRED
+    if error.reason == "unauthenticated" or (
+        not error.reason and error.code == "UNAUTHENTICATED"
+    ):
+        return UNAUTHORIZED
+    if error.reason == "agent_not_found":
+        return f"Agent with slug '{slug}' not found"
+    return error.message or "Internal server error"
+
+
+def envelope(error: CoreError, slug: str) -> tuple[int, dict[str, Any]]:
+    status = status_of(error)
+    name = ERROR_NAMES.get(status, "InternalServerError")
+    return status, {
+        "data": None,
+        "error": {"name": name, "message": message_of(error, slug), "details": error.details},
+    }
+
+
+def error_response(error: CoreError, slug: str) -> web.Response:
+    status, body = envelope(error, slug)
+    headers = {}
+    if status == 429 and error.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    return web.json_response(body, status=status, headers=headers)
+
+
+def render_conversation_id(canonical: str) -> str:
+    """`conv_` + the 32 hex digits of the conversation's UUID (accepted back everywhere)."""
+    try:
+        return CONVERSATION_PREFIX + uuid.UUID(canonical).hex
+    except ValueError:
+        return canonical
+
+
+def _interrupted(interrupt: events_pb2.Interrupt) -> CoreError:
+    """A slug agent that called a client tool: the slug API cannot run it or resume."""
+    return CoreError(
+        "FAILED_PRECONDITION", "interrupt_pending",
+        "The agent is waiting for a client tool result; continue this conversation with "
+        "the aibot send-message API (resume).",
+        {"details_json": json.dumps({"interruptId": interrupt.interrupt_id,
+                                     "toolCallIds": list(interrupt.tool_call_ids)})},
+    )
+
+
+def parse(body: dict[str, Any], slug: str) -> tuple[chat_pb2.TurnInput, bool]:
+    message = body.get("message")
+    if message is None:
+        message = ""  # the core answers message_required, whatever the dialect
+    elif not isinstance(message, str):
+        raise BadRequest("Message field must be a string", field="message")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BadRequest("stream must be a boolean", field="stream")
+    conversation_id = body.get("conversationId")
+    if conversation_id is None:
+        conversation_id = ""
+    elif not isinstance(conversation_id, str):
+        raise BadRequest("conversationId must be a string or null", field="conversationId")
+    turn = chat_pb2.TurnInput(
+        message=message, agent=slug, conversation_id=conversation_id, dialect=DIALECT,
+    )
+    return turn, stream
+
+
+async def handle_chat(request: web.Request) -> web.StreamResponse:
+    slug = request.match_info["slug"]
+    try:
+        turn, stream = parse(await read_json_object(request), slug)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error(), slug)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(CoreError("INVALID_ARGUMENT", "payload_too_large",
+                                        "Request body is too large"), slug)
+    if stream:
+        return await _stream(request, turn, slug)
+    try:
+        reply = await run_chat(request, turn)
+    except CoreCallError as exc:
+        return error_response(exc.error, slug)
+    if reply.HasField("interrupt"):
+        return error_response(_interrupted(reply.interrupt), slug)
+    completed = reply.completed
+    return web.json_response({
+        "data": {
+            "response": completed.text,
+            "conversationId": render_conversation_id(reply.conversation_id),
+            "metadata": {
+                "model": completed.model or completed.usage.model,
+                "tokens": completed.usage.total_tokens,
+            },
+        },
+        "error": None,
+    })
+
+
+def _chunk(text: str) -> str:
+    return json.dumps({"chunk": text}, ensure_ascii=False)
+
+
+async def _stream(request: web.Request, turn: chat_pb2.TurnInput, slug: str) -> web.StreamResponse:
+    call = stream_chat(request, turn)
+    try:
+        first = await call.first()
+    except CoreCallError as exc:
+        call.close()
+        return error_response(exc.error, slug)
+
+    async def send_error(stream: EventStream, error: CoreError, seq: int) -> None:
+        await stream.send(json.dumps(envelope(error, slug)[1], ensure_ascii=False),
+                          event_id=seq)
+
+    async def render(stream: EventStream, event: events_pb2.ChatEvent) -> bool:
+        kind = event.WhichOneof("kind")
+        if kind == "text_delta":
+            if event.text_delta.text:
+                await stream.send(_chunk(event.text_delta.text), event_id=event.seq)
+        elif kind == "completed":
+            await stream.send(DONE, event_id=event.seq)
+            return True
+        elif kind == "error":
+            e = event.error
+            await send_error(stream, CoreError(e.code, e.reason, e.message), event.seq)
+            return True
+        elif kind == "interrupt":
+            await send_error(stream, _interrupted(event.interrupt), event.seq)
+            return True
+        return False  # tool calls, actions, usage: not part of this dialect
+
+    headers = {"X-Conversation-Id": render_conversation_id(first.conversation_id)}
+    return await relay(request, call, first, render, send_error, headers)
+
+
+def setup(app: web.Application) -> None:
+    for path in ROUTES:
+        app.router.add_post(path, handle_chat)
