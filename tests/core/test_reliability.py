@@ -265,3 +265,16 @@ async def test_budget_refusal_makes_no_model_call(sb: Harness) -> None:
 def test_settings_roundtrip_keeps_extra() -> None:
     settings = OrgSettings(extra={"rate_limit": {"rps": 2}})
     assert OrgSettings.from_json(settings.to_json()).extra == {"rate_limit": {"rps": 2}}
+
+
+async def test_resume_stream_from_latest_turn(sb: Harness) -> None:
+    await sb.scripted_agent(reply="echo {message}")
+    first = await sb.chat_once("one", agent="scripted")
+    second = await sb.chat_once("two", conversation_id=first.conversation_id)
+    resumed = sb.chat.ResumeStream(
+        chat_pb2.ResumeStreamRequest(conversation_id=first.conversation_id, latest_turn=True),
+        metadata=auth(),
+    )
+    events = [r.event async for r in resumed]
+    assert {e.turn_id for e in events} == {second.turn_id}
+    assert events[0].HasField("turn_started") and events[-1].completed.text == "echo two"

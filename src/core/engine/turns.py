@@ -603,12 +603,19 @@ class TurnEngine:
         return stopped, live.turn_id
 
     async def follow_conversation(
-        self, principal: Principal, conversation_id: str, after_seq: int
+        self, principal: Principal, conversation_id: str, after_seq: int,
+        latest_turn: bool = False,
     ) -> AsyncIterator[Event]:
-        """Replay a conversation's events after `after_seq` from the store, then follow the
-        live turn (if any) without gap or duplicate."""
+        """Replay a conversation's events after `after_seq` (or from the start of its latest
+        turn) from the store, then follow the live turn (if any) without gap or duplicate."""
         conversation = await self.resolve_conversation(principal, conversation_id)
         live = self.live.get(conversation.id)
+        if latest_turn:
+            if live is not None:
+                after_seq = live.events[0].seq - 1 if live.events else conversation.last_seq
+            else:
+                turn = await self.store.last_turn(conversation.id)
+                after_seq = turn.first_seq - 1 if turn is not None else conversation.last_seq
         last = after_seq
         for event in await self.store.list_events(conversation.id, after_seq):
             last = event.seq

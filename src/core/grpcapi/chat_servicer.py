@@ -126,7 +126,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         try:
             async with self.engine.stream_slot(principal):
                 events = self.engine.follow_conversation(
-                    principal, request.conversation_id, request.after_seq
+                    principal, request.conversation_id, request.after_seq, request.latest_turn
                 )
                 async for event in events:
                     yield chat_pb2.ResumeStreamResponse(event=convert.event_pb(event))

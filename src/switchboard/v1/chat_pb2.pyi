@@ -212,12 +212,14 @@ class StopTurnResponse(_message.Message):
     def __init__(self, stopped: _Optional[bool] = ..., turn_id: _Optional[str] = ...) -> None: ...
 
 class ResumeStreamRequest(_message.Message):
-    __slots__ = ("conversation_id", "after_seq")
+    __slots__ = ("conversation_id", "after_seq", "latest_turn")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LATEST_TURN_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     after_seq: int
-    def __init__(self, conversation_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+    latest_turn: bool
+    def __init__(self, conversation_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., latest_turn: _Optional[bool] = ...) -> None: ...
 
 class ResumeStreamResponse(_message.Message):
     __slots__ = ("event",)
