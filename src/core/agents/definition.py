@@ -38,7 +38,7 @@ TOP_LEVEL_KEYS = frozenset({
     "name", "slug", "description", "instructions", "active", "provider", "knowledge_base",
     "tools", "routing", "handoffs", "flows", "confidence_threshold",
 })
-KB_OPTIONS = frozenset({"word_delay_ms"})
+KB_OPTIONS = frozenset({"word_delay_ms", "answer_floor"})
 _TOOL_KEYS = {
     "builtin": frozenset({"name", "kind", "description", "team"}),
     "webhook": frozenset({"name", "kind", "description", "url", "parameters", "timeout_s",
@@ -249,6 +249,9 @@ def _validate_provider(kind: str, options: dict[str, Any], errors: Errors) -> No
         delay = options.get("word_delay_ms", 0)
         if not _is_number(delay) or delay < 0:
             errors["provider.word_delay_ms"] = "must be a number of milliseconds >= 0"
+        floor = options.get("answer_floor", 0.3)
+        if not _is_number(floor) or not 0 <= floor <= 1:
+            errors["provider.answer_floor"] = "must be a number between 0 and 1"
     elif kind == "openai":
         from core.providers.openai import OpenAIConfig
 

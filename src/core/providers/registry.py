@@ -39,7 +39,7 @@ def _build(agent: AgentDefinition) -> ModelProvider:
     if kind == "scripted":
         return ScriptedProvider(options)
     if kind == "kb":
-        from core.providers.kb import KbProvider
+        from core.providers.kb import DEFAULT_ANSWER_FLOOR, KbProvider
 
         kb = knowledge_base_for(agent)
         assert kb is not None, "kb provider requires a knowledge base"
@@ -47,6 +47,7 @@ def _build(agent: AgentDefinition) -> ModelProvider:
             kb,
             threshold=agent.confidence_threshold,
             word_delay_s=float(options.get("word_delay_ms", 0)) / 1000.0,
+            answer_floor=float(options.get("answer_floor", DEFAULT_ANSWER_FLOOR)),
         )
     if kind == "openai":
         from core.providers.openai import OpenAIConfig, OpenAIProvider
