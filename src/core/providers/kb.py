@@ -37,6 +37,8 @@ Pipeline for one turn:
                   m(t) = 1 if t (or its typo correction) is in the top passage,
                          0.5 if t is elsewhere in its article, or a synonym of t is in
                          the article, else 0;
+                  m(t) is halved when t only matched through a typo correction (a
+                  guess: "story" -> "store");
                   unknown terms count with the maximum idf, so off-topic words weigh most;
                   general-English words ("new", "send", "kill", "everyone") weigh at most
                   0.5 whether known or not: they frame a question, not its topic
@@ -318,10 +320,12 @@ def _coverage(query: _Query, passage: _Passage, index: _Index) -> float:
             idf = min(idf, _COMMON_IDF)
         total += idf
         synonyms = kt.SYNONYMS.get(match or term, frozenset())
+        # A typo correction is a guess ("story" -> "store"): it earns half the credit.
+        guess = 0.5 if match and match != term else 1.0
         if match and match in passage.terms:
-            matched += idf
+            matched += guess * idf
         elif (match and match in article) or synonyms & article:
-            matched += 0.5 * idf
+            matched += 0.5 * guess * idf
     return matched / total if total else 0.0
 
 
