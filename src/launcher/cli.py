@@ -30,7 +30,16 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
         engine = replace(engine, detach_grace_s=ns.detach_grace)
     if getattr(ns, "shutdown_grace", None) is not None:
         engine = replace(engine, shutdown_grace_s=ns.shutdown_grace)
+    if getattr(ns, "interrupt_ttl", None) is not None:
+        engine = replace(engine, interrupt_ttl_s=ns.interrupt_ttl)
     return replace(config, engine=engine)
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -53,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--detach-grace", type=float, default=None,
                        help="seconds a turn keeps running after its client leaves")
     serve.add_argument("--shutdown-grace", type=float, default=None)
+    serve.add_argument("--interrupt-ttl", type=_positive_seconds, default=None,
+                       help="seconds a client-tool interrupt can be resumed (default 900)")
     _add_db(serve)
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -71,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--check", action="store_true", help="only validate")
     _add_db(apply)
     agents_sub.add_parser("list", help="list agents").add_argument("--org", default="demo")
+
+    from launcher import usage
+
+    usage.add_parser(sub)
+
+    from launcher import prices
+
+    prices.add_parser(sub)
 
     chat = sub.add_parser("chat", help="chat with an agent from the terminal (gRPC)")
     chat.add_argument("message", nargs="*", help="one message; omit for an interactive session")
@@ -92,6 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    http_port=ns.http_port, core_target=ns.core)
             asyncio.run(serve_forever(_config(ns), options))
             return 0
+        if ns.command == "usage":
+            from launcher import usage
+
+            return asyncio.run(usage.run(ns, _config(ns)))
+        if ns.command == "prices":
+            from launcher import prices
+
+            return asyncio.run(prices.run(ns, _config(ns)))
         if ns.command == "chat":
             from launcher.chat import run_chat
 

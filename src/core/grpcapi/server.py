@@ -13,9 +13,12 @@ from grpc_reflection.v1alpha import reflection
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
 from core.engine.turns import TurnEngine
+from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
+from core.grpcapi.flow_servicer import register_flow_service
 from core.keys import Authenticator
+from core.pricing import Pricing
 from core.store.base import Store
 from core.store.sqlite import SqliteStore
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
@@ -45,16 +48,21 @@ class CoreServer:
         self.store: Store = store or SqliteStore(config.database)
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
-        self.auth = Authenticator(self.store, self.clock)
-        self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine)
+        self.sessions = SessionTokens(self.clock)  # flow session tokens (third key kind)
+        self.auth = Authenticator(self.store, self.clock, sessions=self.sessions)
+        self.pricing = Pricing(self.store)
+        self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
+                                 pricer=self.pricing.price)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self.extra_services: list[str] = []
-        self._registrars = tuple(services)
+        # FlowService is part of every core; callers add more.
+        self._registrars = (register_flow_service, *services)
 
     async def start(self) -> int:
         await self.store.open()
+        await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),

@@ -23,6 +23,7 @@ from core.domain import (
 from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
 from core.store.base import EndUser, TurnBegin, TurnCommit
 from core.store.sqlite_db import Database, dumps, loads
+from core.store.sqlite_flows import SqliteFlowsMixin
 
 
 def _ts(dt: datetime) -> str:
@@ -33,7 +34,7 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-class SqliteStore:
+class SqliteStore(SqliteFlowsMixin):
     """SQLite implementation of `core.store.base.Store`."""
 
     def __init__(self, path: str | Path, synchronous: str | None = None) -> None:

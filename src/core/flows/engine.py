@@ -1,0 +1,488 @@
+"""The flow engine: sessions, messages (new executions and continuations), transcripts.
+
+One message is one turn of the conversation, whatever surface carried it: the user's text
+and the agent's blocks (rendered as text) are written to the same transcript as chat
+turns, with the turn's priced usage on the agent message and in the usage ledger.
+
+Continuing with a wait token checks, in order: the token exists in the session's
+conversation (else NOT_FOUND `wait_not_found`), it was not used (ALREADY_EXISTS
+`wait_already_used`), it has not expired (FAILED_PRECONDITION `wait_expired`), and the
+answer fits the expected input (INVALID_ARGUMENT `input_mismatch`; the token stays
+usable). Only then is the token claimed, atomically, so one answer runs once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from core.clock import Clock, IdSource
+from core.domain import (
+    AgentRecord,
+    ConversationRecord,
+    KeyKind,
+    MessageRecord,
+    Principal,
+    ReportedUsage,
+    TurnRecord,
+)
+from core.engine.turns import TurnEngine
+from core.errors import Code, Reason, SwitchboardError, not_found
+from core.events import (
+    Completed,
+    Event,
+    EventBody,
+    RoutedEvent,
+    TextDelta,
+    TurnStarted,
+    TurnStatus,
+    Usage,
+    UsageEvent,
+)
+from core.flows import limits
+from core.flows.builtins import FLOW_TOOLS
+from core.flows.definition import Flow, parse_flows
+from core.flows.inputs import InputMismatch, check_answer, mismatch_error
+from core.flows.runner import Block, Runner, RunOutcome, RunState
+from core.flows.sessions import SessionTokens
+from core.flows.store import ExecutionRecord, ExecutionStatus, WaitRecord, flow_store
+from core.flows.templates import as_text
+from core.flows.variables import (
+    check_context,
+    check_text,
+    check_usage,
+    check_variables,
+    normalize_numbers,
+    raise_if_any,
+)
+from core.keys import require_kind
+from core.pricing import Pricing
+from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
+from core.providers.registry import build_provider
+from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.tools import ServerTools, ToolContext
+
+log = logging.getLogger("switchboard.flows")
+
+WAIT_TOKEN_PREFIX = "wt_"
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    token: str
+    expires_at: datetime
+    conversation_id: str
+    agent_id: str
+    intents: tuple[Intent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowMessage:
+    """One message of the flow surface, whatever carried it."""
+
+    text: str = ""
+    intent_name: str = ""
+    context: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
+    usage: ReportedUsage | None = None
+    wait_token: str = ""
+    input: Any = None
+    has_input: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FlowReply:
+    execution_id: str
+    conversation_id: str
+    blocks: tuple[Block, ...]
+    status: str
+    usage: Usage
+    expected_input: dict[str, Any] | None = None
+    wait_token: str = ""
+    wait_expires_at: datetime | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def intents_of(agent: AgentRecord) -> tuple[Intent, ...]:
+    return tuple(Intent(f.name, f.description) for f in parse_flows(agent.definition.flows)
+                 .values())
+
+
+class _EngineIO:
+    """The side effects of one run: tools, the agent's model and tickets."""
+
+    def __init__(self, engine: FlowEngine, agent: AgentRecord, org_id: str,
+                 conversation_id: str) -> None:
+        self._engine = engine
+        self._agent = agent
+        self._ctx = ToolContext(org_id, conversation_id, agent, engine.store, engine.clock,
+                                engine.ids)
+
+    async def call_tool(self, name: str, args: dict[str, Any]) -> tuple[Any, bool]:
+        flow_tool = FLOW_TOOLS.get(name)
+        if flow_tool is not None:
+            return await flow_tool(args), False
+        run = await self._engine.tools.run(self._ctx, name, json.dumps(args))
+        return run.result, run.is_error
+
+    async def generate(self, prompt: str) -> tuple[str, Usage]:
+        provider = build_provider(self._agent.definition, self._agent.id)
+        request = GenerationRequest(
+            messages=(ChatMessage("user", prompt),),
+            instructions=self._agent.definition.instructions,
+        )
+        parts: list[str] = []
+        usage = Usage(model=provider.model_name)
+        async for event in provider.generate(request):
+            if isinstance(event, TextChunk):
+                parts.append(event.text)
+            elif isinstance(event, UsageReport):
+                usage = usage + Usage(event.prompt_tokens, event.completion_tokens, event.model)
+        return "".join(parts).strip(), usage
+
+    async def handoff(self, team: str, subject: str) -> str:
+        ticket_id = "tkt_" + self._engine.ids.uuid().replace("-", "")[:12]
+        await self._engine.store.create_ticket(
+            ticket_id, self._ctx.org_id, self._ctx.conversation_id, team, subject,
+            self._engine.clock.now(),
+        )
+        return ticket_id
+
+
+class FlowEngine:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        ids: IdSource,
+        sessions: SessionTokens,
+        turns: TurnEngine,
+        pricing: Pricing | None = None,
+        tools: ServerTools | None = None,
+    ) -> None:
+        self.store = store
+        self.flows = flow_store(store)
+        self.clock = clock
+        self.ids = ids
+        self.sessions = sessions
+        self.turns = turns
+        self.pricing = pricing or Pricing(store)
+        self.tools = tools or turns.tools
+        # One message at a time per conversation on this process (transcript sequence
+        # numbers are per conversation).
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    # -- sessions and intents -----------------------------------------------------------
+
+    async def create_session(self, principal: Principal, agent_ref: str = "",
+                             conversation_id: str = "", origin: str = "") -> SessionInfo:
+        require_kind(principal, KeyKind.PUBLISHABLE, KeyKind.SECRET)
+        org = await self.store.get_org(principal.org_id)
+        if org is None:
+            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
+        allowed = org.settings.allowed_origins
+        if (principal.key_kind == KeyKind.PUBLISHABLE and origin and allowed and "*" not in
+                allowed and origin.rstrip("/") not in {o.rstrip("/") for o in allowed}):
+            raise SwitchboardError(Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
+                                   f"Origin {origin} is not allowed for this key.")
+        conversation = (await self.turns.resolve_conversation(principal, conversation_id)
+                        if conversation_id else None)
+        agent = await self.turns.resolve_agent(org.id, agent_ref, conversation)
+        if conversation is None:
+            now = self.clock.now()
+            conversation = ConversationRecord(
+                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id, user_id="anonymous",
+                status="open", last_seq=0, created_at=now, updated_at=now,
+            )
+            await self.flows.create_flow_conversation(conversation)
+        token, expires = self.sessions.issue(org.id, agent.id, conversation.id)
+        return SessionInfo(token, expires, conversation.id, agent.id, intents_of(agent))
+
+    async def _session_agent(self, principal: Principal) -> AgentRecord:
+        if principal.key_kind != KeyKind.SESSION:
+            raise SwitchboardError(
+                Code.PERMISSION_DENIED, Reason.KEY_SCOPE,
+                "Flow messages need a session token (create one with CreateSession / "
+                "POST /api/public/v1/chat/sessions).",
+            )
+        agent = await self.store.get_agent(principal.org_id, principal.agent_id)
+        if agent is None:
+            raise not_found(Reason.AGENT_NOT_FOUND, "The session's agent no longer exists.")
+        return agent
+
+    async def list_intents(self, principal: Principal) -> tuple[Intent, ...]:
+        return intents_of(await self._session_agent(principal))
+
+    async def get_execution(self, principal: Principal, execution_id: str) -> ExecutionRecord:
+        execution = await self.flows.get_execution(principal.org_id, execution_id)
+        if execution is None or (principal.conversation_id
+                                 and execution.conversation_id != principal.conversation_id):
+            raise not_found(Reason.CONVERSATION_NOT_FOUND,
+                            f"Execution '{execution_id}' not found.")
+        return execution
+
+    # -- messages -----------------------------------------------------------------------
+
+    def _validate(self, message: FlowMessage) -> FlowMessage:
+        variables = normalize_numbers(message.variables)
+        violations = [
+            *check_text(message.text, required=not message.wait_token),
+            *check_variables(variables),
+            *check_context(message.context),
+        ]
+        if message.usage is not None:
+            u = message.usage
+            violations += check_usage(u.prompt_tokens, u.completion_tokens, u.total_tokens,
+                                      u.model)
+        raise_if_any(violations)
+        return FlowMessage(
+            text=message.text, intent_name=message.intent_name,
+            context=normalize_numbers(message.context), variables=variables,
+            usage=message.usage, wait_token=message.wait_token,
+            input=normalize_numbers(message.input), has_input=message.has_input,
+        )
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    async def send_message(self, principal: Principal, message: FlowMessage) -> FlowReply:
+        if self.turns.draining:
+            raise SwitchboardError(Code.UNAVAILABLE, Reason.SHUTTING_DOWN,
+                                   "Server is shutting down; retry shortly.")
+        agent = await self._session_agent(principal)
+        message = self._validate(message)
+        conversation = await self.turns.resolve_conversation(principal,
+                                                             principal.conversation_id)
+        lock = self._lock(conversation.id)
+        async with lock:
+            running = self.turns.live.get(conversation.id)
+            if running is not None and not running.done:
+                raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
+                                       "A turn is already running in this conversation.")
+            if message.wait_token:
+                return await self._continue(principal, agent, message)
+            return await self._start(principal, agent, message)
+
+    def _flows(self, agent: AgentRecord) -> dict[str, Flow]:
+        return parse_flows(agent.definition.flows)
+
+    async def _start(self, principal: Principal, agent: AgentRecord,
+                     message: FlowMessage) -> FlowReply:
+        flows = self._flows(agent)
+        flow = flows.get(message.intent_name)
+        if flow is None:
+            allowed = sorted(flows)
+            raise SwitchboardError(
+                Code.INVALID_ARGUMENT, Reason.INTENT_NOT_FOUND,
+                f"Unknown intent '{message.intent_name}'; this session's intents are: "
+                f"{', '.join(allowed) or '(none)'}.",
+                {"field": "intentName"}, details={"allowed_intents": allowed},
+            )
+        now = self.clock.now()
+        execution = ExecutionRecord(
+            id=self.ids.uuid(), org_id=principal.org_id, agent_id=agent.id,
+            conversation_id=principal.conversation_id, intent=flow.name,
+            status=ExecutionStatus.RUNNING, current_step=flow.steps[0].id, state={},
+            steps_run=0, created_at=now, updated_at=now,
+        )
+        state = RunState(context=dict(message.context))
+        runner = await self._runner(flow, state, agent, execution, message)
+        return await self._run(runner, flow.steps[0], agent, execution, message)
+
+    async def _continue(self, principal: Principal, agent: AgentRecord,
+                        message: FlowMessage) -> FlowReply:
+        token_hash = hash_token(message.wait_token)
+        wait = await self.flows.get_wait(principal.org_id, token_hash)
+        if wait is None or wait.conversation_id != principal.conversation_id:
+            raise not_found(Reason.WAIT_NOT_FOUND, "Unknown wait token.")
+        if wait.status != "pending":
+            raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
+                                   "This wait token was already used.")
+        now = self.clock.now()
+        if now >= wait.expires_at:
+            raise SwitchboardError(Code.FAILED_PRECONDITION, Reason.WAIT_EXPIRED,
+                                   "This wait token has expired; start the intent again.")
+        answer = message.input if message.has_input else message.text
+        try:
+            value = check_answer(wait.expected_input, answer)
+        except InputMismatch as exc:
+            raise mismatch_error(wait.expected_input, exc.message) from None
+        execution = await self.flows.get_execution(principal.org_id, wait.execution_id)
+        assert execution is not None, "a wait always has its execution"
+        flow = self._flows(agent).get(execution.intent)
+        ask = flow.step(wait.step_id) if flow is not None else None
+        if flow is None or ask is None or ask.kind != "ask":
+            raise SwitchboardError(Code.FAILED_PRECONDITION, Reason.INTENT_NOT_FOUND,
+                                   "The flow this execution ran has changed; start it again.")
+        if not await self.flows.claim_wait(token_hash, now):
+            raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
+                                   "This wait token was already used.")
+        state = RunState.from_json(execution.state)
+        state.context.update(message.context)
+        runner = await self._runner(flow, state, agent, execution, message)
+        return await self._run(runner, runner.answer(ask, value), agent, execution, message)
+
+    async def _runner(self, flow: Flow, state: RunState, agent: AgentRecord,
+                      execution: ExecutionRecord, message: FlowMessage) -> Runner:
+        conversation = await self.store.get_conversation(execution.org_id,
+                                                         execution.conversation_id)
+        stored = conversation.variables if conversation is not None else {}
+        request_scope = {
+            "variables": {**stored, **message.variables},
+            "text": message.text,
+            "intent": flow.name,
+            "conversation_id": execution.conversation_id,
+            "execution_id": execution.id,
+        }
+        io = _EngineIO(self, agent, execution.org_id, execution.conversation_id)
+        return Runner(flow, state, io, request_scope)
+
+    async def _run(self, runner: Runner, step: Any, agent: AgentRecord,
+                   execution: ExecutionRecord, message: FlowMessage) -> FlowReply:
+        conversation = await self.store.get_conversation(execution.org_id,
+                                                         execution.conversation_id)
+        assert conversation is not None
+        turn_id = self.ids.uuid()
+        now = self.clock.now()
+        user_text = message.text or as_text(message.input)
+        first_seq = conversation.last_seq + 1
+        await self.store.begin_turn(TurnBegin(
+            turn=TurnRecord(
+                id=turn_id, conversation_id=conversation.id, org_id=execution.org_id,
+                status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=first_seq,
+                last_seq=first_seq - 1, created_at=now, updated_at=now,
+            ),
+            user_message=self._message(
+                conversation.id, execution.org_id, turn_id, "user", user_text,
+                metadata={"dialect": "flow", "intent": execution.intent,
+                          "execution_id": execution.id},
+            ),
+            conversation_variables=(
+                {**conversation.variables, **message.variables} if message.variables else None
+            ),
+        ))
+        outcome = await runner.run(step)
+        usage = await self._price(execution.org_id, message.usage, outcome.usage)
+        reply_text = "\n\n".join(t for t in (b.as_text() for b in outcome.blocks) if t)
+        await self._commit(conversation, turn_id, first_seq, agent, execution, outcome,
+                           usage, reply_text)
+        return await self._save(runner, execution, outcome, usage)
+
+    async def _price(self, org_id: str, reported: ReportedUsage | None,
+                     generated: Usage) -> Usage:
+        """Reported and generated usage, each priced at its own model, summed in micros.
+        The reply names the reported model when there is one."""
+        client = Usage()
+        if reported is not None:
+            client = await self.pricing.price(org_id, Usage(
+                reported.prompt_tokens, reported.completion_tokens, reported.model))
+        flow = await self.pricing.price(org_id, generated)
+        return Usage(
+            client.prompt_tokens + flow.prompt_tokens,
+            client.completion_tokens + flow.completion_tokens,
+            client.model or flow.model,
+            client.cost_micros + flow.cost_micros,
+        )
+
+    def _message(self, conversation_id: str, org_id: str, turn_id: str, role: str,
+                 content: str, **extra: Any) -> MessageRecord:
+        return MessageRecord(
+            id=self.ids.uuid(), conversation_id=conversation_id, org_id=org_id,
+            turn_id=turn_id, role=role, content=content, status=TurnStatus.COMPLETED,
+            created_at=self.clock.now(), **extra,
+        )
+
+    async def _commit(self, conversation: ConversationRecord, turn_id: str, first_seq: int,
+                      agent: AgentRecord, execution: ExecutionRecord, outcome: RunOutcome,
+                      usage: Usage, text: str) -> None:
+        now = self.clock.now()
+        status = TurnStatus.ROUTED if outcome.routing is not None else TurnStatus.COMPLETED
+        metadata: dict[str, Any] = {"flow": {
+            "execution_id": execution.id, "intent": execution.intent,
+            "status": outcome.status,
+            "blocks": [{"type": b.type, "id": b.id, "payload": b.payload, "meta": b.meta}
+                       for b in outcome.blocks],
+        }}
+        if outcome.routing is not None:
+            metadata["routing"] = {"action": outcome.routing.action,
+                                   "ticket_id": outcome.routing.ticket_id,
+                                   "team": outcome.routing.team}
+        reply = self._message(conversation.id, execution.org_id, turn_id, "assistant", text,
+                              agent_id=agent.id, actions=tuple(outcome.actions), usage=usage,
+                              confidence=1.0, metadata=metadata)
+        bodies: list[EventBody] = [TurnStarted(conversation.id, agent.id, agent.slug, turn_id)]
+        if outcome.routing is not None:
+            bodies.append(RoutedEvent(outcome.routing))
+        if text:
+            bodies.append(TextDelta(text))
+        if usage.total_tokens:
+            bodies.append(UsageEvent(usage))
+        bodies.append(Completed(
+            text=text, actions=tuple(outcome.actions), confidence=1.0, usage=usage,
+            routing=outcome.routing, status=status, agent_id=agent.id,
+            model=usage.model or "flow", message_id=reply.id,
+        ))
+        events = tuple(Event(first_seq + i, conversation.id, turn_id, now, body)
+                       for i, body in enumerate(bodies))
+        ledger = None
+        if usage.total_tokens or usage.cost_micros:
+            ledger = UsageEntry(execution.org_id, conversation.user_id or "anonymous",
+                                conversation.id, turn_id, usage.model, usage.prompt_tokens,
+                                usage.completion_tokens, usage.cost_micros, now)
+        await self.store.commit_turn(TurnCommit(
+            turn_id=turn_id, conversation_id=conversation.id, status=status,
+            last_seq=events[-1].seq, updated_at=now, events=events, messages=(reply,),
+            usage=ledger,
+        ))
+
+    async def _save(self, runner: Runner, execution: ExecutionRecord, outcome: RunOutcome,
+                    usage: Usage) -> FlowReply:
+        now = self.clock.now()
+        wait: WaitRecord | None = None
+        token = ""
+        expires: datetime | None = None
+        if outcome.status == ExecutionStatus.WAITING:
+            assert outcome.expected_input is not None
+            token = WAIT_TOKEN_PREFIX + self.ids.token(24)
+            expires = now + timedelta(seconds=limits.WAIT_TTL_S)
+            wait = WaitRecord(
+                token_hash=hash_token(token), org_id=execution.org_id,
+                execution_id=execution.id, conversation_id=execution.conversation_id,
+                step_id=runner.state.step, expected_input=outcome.expected_input,
+                status="pending", expires_at=expires, created_at=now,
+            )
+        saved = ExecutionRecord(
+            id=execution.id, org_id=execution.org_id, agent_id=execution.agent_id,
+            conversation_id=execution.conversation_id, intent=execution.intent,
+            status=outcome.status, current_step=runner.state.step,
+            state=runner.state.to_json(), steps_run=runner.state.steps_run,
+            created_at=execution.created_at, updated_at=now,
+            expected_input=outcome.expected_input, wait_expires_at=expires,
+        )
+        await self.flows.save_execution(saved, wait)
+        return FlowReply(
+            execution_id=execution.id, conversation_id=execution.conversation_id,
+            blocks=tuple(outcome.blocks), status=outcome.status, usage=usage,
+            expected_input=outcome.expected_input, wait_token=token, wait_expires_at=expires,
+        )

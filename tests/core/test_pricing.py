@@ -1,0 +1,99 @@
+"""Token pricing: exact integer micros, the fallback row, the chat turn pricer, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.events import Usage
+from core.flows.store import ModelPrice
+from core.pricing import (
+    FALLBACK_MODEL,
+    MAX_PRICE_MICROS_PER_MTOK,
+    Pricing,
+    cost_micros,
+    micros_to_usd,
+    usd_to_micros,
+)
+from harness import Harness
+from launcher.cli import main
+
+
+def test_cost_is_exact_integer_micros() -> None:
+    price = ModelPrice("m", usd_to_micros("2.50"), usd_to_micros("10.00"))
+    assert (price.input_micros_per_mtok, price.output_micros_per_mtok) == (2_500_000,
+                                                                           10_000_000)
+    assert cost_micros(price, 1234, 567) == 8755  # 3085 + 5670
+    assert cost_micros(price, 1_000_000, 1_000_000) == 12_500_000
+    assert micros_to_usd(8755) == 0.008755
+
+
+def test_rounding_is_half_up_per_usage() -> None:
+    price = ModelPrice("m", usd_to_micros("0.15"), usd_to_micros("0.60"))
+    assert cost_micros(price, 3, 0) == 0  # 0.45 micros
+    assert cost_micros(price, 4, 0) == 1  # 0.60 micros
+    assert cost_micros(price, 10, 0) == 2  # 1.5 micros, half up
+    assert cost_micros(price, 0, 0) == 0
+
+
+def test_many_small_costs_do_not_drift() -> None:
+    # 0.1 + 0.2 style float error cannot happen: everything is an integer until display.
+    price = ModelPrice("m", usd_to_micros("0.1"), usd_to_micros("0.2"))
+    total = sum(cost_micros(price, 1_000_000, 1_000_000) for _ in range(10_000))
+    assert total == 3_000_000_000
+    assert micros_to_usd(total) == 3000.0
+
+
+@pytest.mark.parametrize("text", ["abc", "-1", "0.0000001", "NaN", "Infinity"])
+def test_bad_prices_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        usd_to_micros(text)
+
+
+def test_price_ceiling_boundary() -> None:
+    top = MAX_PRICE_MICROS_PER_MTOK // 1_000_000
+    assert usd_to_micros(str(top)) == MAX_PRICE_MICROS_PER_MTOK
+    with pytest.raises(ValueError):
+        usd_to_micros(f"{top}.000001")
+
+
+async def test_lookup_uses_exact_model_then_fallback_then_unpriced(sb: Harness) -> None:
+    store = sb.core.store
+    pricing = Pricing(store)
+    usage = Usage(1_000_000, 0, "gpt-x")
+    assert (await pricing.price(sb.org_id, usage)).cost_micros == 0  # unpriced
+    await store.set_model_price(  # type: ignore[attr-defined]
+        sb.org_id, ModelPrice(FALLBACK_MODEL, 1_000_000, 0), sb.core.clock.now())
+    assert (await pricing.price(sb.org_id, usage)).cost_micros == 1_000_000
+    await store.set_model_price(  # type: ignore[attr-defined]
+        sb.org_id, ModelPrice("gpt-x", 3_000_000, 0), sb.core.clock.now())
+    assert (await pricing.price(sb.org_id, usage)).cost_micros == 3_000_000
+    # Another organisation's table does not apply.
+    assert (await pricing.price("other-org", usage)).cost_micros == 0
+
+
+async def test_chat_turns_are_priced_by_the_table(sb: Harness) -> None:
+    await sb.scripted_agent(reply="one two three four")
+    await sb.core.store.set_model_price(  # type: ignore[attr-defined]
+        sb.org_id, ModelPrice("scripted", 1_000_000, 2_000_000), sb.core.clock.now())
+    reply = await sb.chat_once("hello there", agent="scripted")
+    usage = reply.completed.usage
+    assert usage.model == "scripted" and usage.total_tokens > 0
+    expected = (usage.prompt_tokens * 1_000_000 + usage.completion_tokens * 2_000_000
+                + 500_000) // 1_000_000
+    assert usage.cost_micros == expected > 0
+
+
+def test_prices_cli_sets_and_lists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "cli.db")
+    assert main(["keys", "create", "--org", "acme", "--database", db]) == 0
+    assert main(["prices", "set", "gpt-4o-mini", "--input", "0.15", "--output", "0.60",
+                 "--org", "acme", "--database", db]) == 0
+    assert main(["prices", "set", "bad", "--input", "0.0000001", "--output", "1",
+                 "--org", "acme", "--database", db]) == 2
+    capsys.readouterr()
+    assert main(["prices", "list", "--org", "acme", "--database", db]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-4o-mini\t0.15\t0.60" in out and "bad" not in out
+    assert main(["prices", "delete", "gpt-4o-mini", "--org", "acme", "--database", db]) == 0
