@@ -299,6 +299,7 @@ async def create_session(request: web.Request) -> web.Response:
 async def send_message(request: web.Request) -> web.Response:
     try:
         message = parse_message(await _body(request))
+        message.idempotency_key = request.headers.get("Idempotency-Key", "")
         reply = await _call(request, "SendMessage", message)
     except _Invalid as exc:
         return error_response(exc.error)

@@ -31,7 +31,9 @@ from core.domain import (
     Principal,
     ReportedUsage,
     TurnRecord,
+    TurnRequest,
 )
+from core.engine.idempotency import IDEMPOTENCY_WINDOW_S
 from core.engine.turns import TurnEngine
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
@@ -49,6 +51,7 @@ from core.flows import limits
 from core.flows.builtins import FLOW_TOOLS
 from core.flows.definition import Flow, parse_flows
 from core.flows.inputs import InputMismatch, check_answer, mismatch_error
+from core.flows.replies import message_hash, reply_from_json, reply_to_json
 from core.flows.runner import Block, Runner, RunOutcome, RunState
 from core.flows.sessions import SessionTokens
 from core.flows.store import ExecutionRecord, ExecutionStatus, WaitRecord, flow_store
@@ -65,6 +68,7 @@ from core.keys import require_kind
 from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
+from core.ratelimit import RateLimit
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.tools import ServerTools, ToolContext
 
@@ -100,6 +104,7 @@ class FlowMessage:
     wait_token: str = ""
     input: Any = None
     has_input: bool = False
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +262,7 @@ class FlowEngine:
             context=normalize_numbers(message.context), variables=variables,
             usage=message.usage, wait_token=message.wait_token,
             input=normalize_numbers(message.input), has_input=message.has_input,
+            idempotency_key=message.idempotency_key,
         )
 
     def _lock(self, conversation_id: str) -> asyncio.Lock:
@@ -274,6 +280,33 @@ class FlowEngine:
         message = self._validate(message)
         conversation = await self.turns.resolve_conversation(principal,
                                                              principal.conversation_id)
+        if not message.idempotency_key:
+            return await self._admit_and_send(principal, agent, conversation, message)
+        async with self.turns.idempotency.lock(principal.org_id, message.idempotency_key):
+            digest = message_hash(conversation.id, message)
+            stored = await self.flows.get_flow_reply(principal.org_id, message.idempotency_key)
+            window = timedelta(seconds=IDEMPOTENCY_WINDOW_S)
+            if stored is not None and self.clock.now() - stored[2] <= window:
+                if stored[0] != digest:
+                    raise SwitchboardError(
+                        Code.ABORTED, Reason.IDEMPOTENCY_MISMATCH,
+                        "This Idempotency-Key was already used with a different request.",
+                    )
+                return reply_from_json(stored[1])
+            reply = await self._admit_and_send(principal, agent, conversation, message)
+            await self.flows.put_flow_reply(principal.org_id, message.idempotency_key, digest,
+                                            reply_to_json(reply), self.clock.now())
+            return reply
+
+    async def _admit_and_send(self, principal: Principal, agent: AgentRecord,
+                              conversation: ConversationRecord,
+                              message: FlowMessage) -> FlowReply:
+        """Rate limit and budget (as for chat turns), then run the message."""
+        org = await self.store.get_org(principal.org_id)
+        if org is not None:
+            self.turns.rate_limiter.check_request(
+                principal.key_id, RateLimit.from_settings(org.settings.extra))
+            await self.turns.budgets.check(org, TurnRequest(message=message.text))
         lock = self._lock(conversation.id)
         async with lock:
             running = self.turns.live.get(conversation.id)

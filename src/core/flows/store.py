@@ -94,6 +94,15 @@ class FlowStore(Protocol):
 
     async def delete_model_price(self, org_id: str, model: str) -> bool: ...
 
+    async def get_flow_reply(
+        self, org_id: str, idempotency_key: str
+    ) -> tuple[str, str, datetime] | None: ...
+
+    async def put_flow_reply(
+        self, org_id: str, idempotency_key: str, request_hash: str, reply_json: str,
+        now: datetime,
+    ) -> None: ...
+
 
 def flow_store(store: object) -> FlowStore:
     """`store` as a FlowStore; a backend without flow support fails loudly at start-up."""

@@ -65,6 +65,7 @@ def flow_message(msg: flow_pb2.SendMessageRequest) -> FlowMessage:
         wait_token=msg.wait_token,
         input=json_format.MessageToDict(msg.input) if msg.HasField("input") else None,
         has_input=msg.HasField("input"),
+        idempotency_key=msg.idempotency_key,
     )
 
 

@@ -23,6 +23,31 @@ def _dt(text: str | None) -> datetime | None:
 class SqliteFlowsMixin:
     db: Database
 
+    async def get_flow_reply(
+        self, org_id: str, idempotency_key: str
+    ) -> tuple[str, str, datetime] | None:
+        """(request hash, reply JSON, stored at) for a flow message's idempotency key."""
+        row = await self.db.fetchone(
+            "SELECT request_hash, reply_json, created_at FROM flow_replies "
+            "WHERE org_id = ? AND idempotency_key = ?",
+            (org_id, idempotency_key),
+        )
+        if row is None:
+            return None
+        return row[0], row[1], datetime.fromisoformat(row[2])
+
+    async def put_flow_reply(
+        self, org_id: str, idempotency_key: str, request_hash: str, reply_json: str,
+        now: datetime,
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO flow_replies (org_id, idempotency_key, request_hash, reply_json, "
+            "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (org_id, idempotency_key) DO "
+            "UPDATE SET request_hash = excluded.request_hash, reply_json = excluded.reply_json,"
+            " created_at = excluded.created_at",
+            (org_id, idempotency_key, request_hash, reply_json, now.isoformat()),
+        )
+
     async def get_or_create_secret(self, name: str, candidate: str) -> str:
         """The stored secret `name`; `candidate` becomes it if there is none yet (the first
         replica to start wins, the others read its value)."""

@@ -71,7 +71,7 @@ class ListIntentsResponse(_message.Message):
     def __init__(self, intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ...) -> None: ...
 
 class SendMessageRequest(_message.Message):
-    __slots__ = ("text", "intent_name", "context", "variables", "token_usage", "wait_token", "input")
+    __slots__ = ("text", "intent_name", "context", "variables", "token_usage", "wait_token", "input", "idempotency_key")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     INTENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class SendMessageRequest(_message.Message):
     TOKEN_USAGE_FIELD_NUMBER: _ClassVar[int]
     WAIT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     text: str
     intent_name: str
     context: _struct_pb2.Struct
@@ -86,7 +87,8 @@ class SendMessageRequest(_message.Message):
     token_usage: _chat_pb2.ReportedUsage
     wait_token: str
     input: _struct_pb2.Value
-    def __init__(self, text: _Optional[str] = ..., intent_name: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token_usage: _Optional[_Union[_chat_pb2.ReportedUsage, _Mapping]] = ..., wait_token: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, text: _Optional[str] = ..., intent_name: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token_usage: _Optional[_Union[_chat_pb2.ReportedUsage, _Mapping]] = ..., wait_token: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class Block(_message.Message):
     __slots__ = ("type", "id", "payload", "meta")

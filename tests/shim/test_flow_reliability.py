@@ -1,0 +1,79 @@
+"""Exactly-once messages, rate limits and budgets on the public flow dialect."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from harness import Harness
+from test_flow_dialect import MESSAGES, new_session
+
+
+async def _send(sb: Harness, token: str, body: dict[str, Any],
+                key: str = "") -> tuple[int, bytes, dict[str, str]]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    async with sb.http.post(MESSAGES, json=body, headers=headers) as resp:
+        return resp.status, await resp.read(), dict(resp.headers)
+
+
+async def _set_org(sb: Harness, **extra: object) -> None:
+    org = await sb.core.store.get_org(sb.org_id)
+    assert org is not None
+    await sb.core.store.update_org_settings(
+        sb.org_id, replace(org.settings, extra={**org.settings.extra, **extra}))
+
+
+async def _executions(sb: Harness) -> int:
+    row = await sb.core.store.db.fetchone(  # type: ignore[attr-defined]
+        "SELECT COUNT(*) FROM flow_executions")
+    return int(row[0])
+
+
+async def test_same_key_same_message_runs_once_and_replays_the_reply(sb: Harness) -> None:
+    session = await new_session(sb)
+    body = {"text": "I'd like to check my order", "intentName": "order_status"}
+    results = await asyncio.gather(*(
+        _send(sb, session["token"], body, key="flow-key-1") for _ in range(10)))
+    assert {status for status, _, _ in results} == {200}
+    assert len({raw for _, raw, _ in results}) == 1
+    assert await _executions(sb) == 1
+    status, raw, _ = await _send(sb, session["token"], body, key="flow-key-1")
+    assert status == 200 and raw == results[0][1]
+
+
+async def test_same_key_different_message_is_rejected(sb: Harness) -> None:
+    session = await new_session(sb)
+    await _send(sb, session["token"], {"text": "check order", "intentName": "order_status"},
+                key="flow-key-2")
+    status, raw, _ = await _send(
+        sb, session["token"], {"text": "another text", "intentName": "order_status"},
+        key="flow-key-2")
+    assert status == 422 and b"idempotency_mismatch" in raw
+
+
+async def test_rate_limited_flow_message_is_429_and_runs_nothing(sb: Harness) -> None:
+    session = await new_session(sb)
+    await _set_org(sb, rate_limit={"rps": 0.001, "burst": 1})
+    body = {"text": "check my order", "intentName": "order_status"}
+    first, _, _ = await _send(sb, session["token"], body)
+    before = await _executions(sb)
+    status, raw, headers = await _send(sb, session["token"], body)
+    assert first == 200 and status == 429
+    assert int(headers["Retry-After"]) >= 1
+    assert await _executions(sb) == before
+
+
+async def test_budget_refusal_is_429(sb: Harness) -> None:
+    session = await new_session(sb)
+    await _set_org(sb, budget={"daily_micros": 1})
+
+    async def expensive(org_id: str, usage: Any) -> Any:
+        return replace(usage, cost_micros=1_000)
+
+    sb.core.engine.price = expensive
+    status, raw, headers = await _send(
+        sb, session["token"], {"text": "check my order", "intentName": "order_status"})
+    assert status == 429 and b"budget_exceeded" in raw and "Retry-After" in headers
