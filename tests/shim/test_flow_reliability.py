@@ -6,8 +6,9 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from harness import Harness
 from test_flow_dialect import MESSAGES, new_session
+
+from harness import Harness
 
 
 async def _send(sb: Harness, token: str, body: dict[str, Any],
@@ -60,7 +61,7 @@ async def test_rate_limited_flow_message_is_429_and_runs_nothing(sb: Harness) ->
     body = {"text": "check my order", "intentName": "order_status"}
     first, _, _ = await _send(sb, session["token"], body)
     before = await _executions(sb)
-    status, raw, headers = await _send(sb, session["token"], body)
+    status, _, headers = await _send(sb, session["token"], body)
     assert first == 200 and status == 429
     assert int(headers["Retry-After"]) >= 1
     assert await _executions(sb) == before
