@@ -137,3 +137,11 @@ async def test_node_grpc_js_client_streams_a_reply(sb: Harness) -> None:
     assert result["text"] == "hello from switchboard"
     assert result["kinds"][0] == "turn_started" and result["kinds"][-1] == "completed"
     assert result["seqs"] == sorted(result["seqs"])
+
+
+def test_errors_page_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_errors_doc.py"), "--check"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
