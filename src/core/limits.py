@@ -24,7 +24,7 @@ MAX_AGENT_STEPS = 8  # model calls per turn (tool loops)
 # transport limit and an oversized body is refused by the shim with its dialect's 413.
 MAX_REQUEST_BODY_BYTES = 40 * 1024 * 1024
 MAX_GRPC_MESSAGE_BYTES = 48 * 1024 * 1024
-MAX_CONCURRENT_RPCS = 1000
+MAX_CONCURRENT_RPCS = 10_000  # mostly idle streams; per-key caps bound each tenant
 
 # Turn lifecycle
 DEFAULT_DETACH_GRACE_S = 10.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,13 @@ from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
 from core.store.base import EndUser, TurnBegin, TurnCommit
 from core.store.sqlite_db import Database, dumps, loads
 from core.store.sqlite_flows import SqliteFlowsMixin
+
+
+@lru_cache(maxsize=1024)
+def _parsed_definition(definition_json: str) -> AgentDefinition:
+    """Agent definitions are read on every turn; parsing and validating one costs more than
+    the query, and a stored definition never changes under the same text."""
+    return parse_agent(loads(definition_json))
 
 
 def _ts(dt: datetime) -> str:
@@ -112,7 +120,7 @@ class SqliteStore(SqliteFlowsMixin):
 
     @staticmethod
     def _agent(row: aiosqlite.Row) -> AgentRecord:
-        definition = parse_agent(loads(row["definition_json"]))
+        definition = _parsed_definition(row["definition_json"])
         return AgentRecord(
             id=row["id"],
             org_id=row["org_id"],
