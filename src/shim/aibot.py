@@ -23,6 +23,7 @@ from typing import Any, Final
 from aiohttp import web
 from google.protobuf import struct_pb2
 
+from core.ids import canonical_conversation_id
 from shim import cors
 from shim.common import (
     BadRequest,
@@ -30,13 +31,18 @@ from shim.common import (
     TurnStream,
     origin_of,
     read_json_object,
+    stop_turn,
     stream_chat,
 )
 from shim.core_client import CoreError
+from shim.resume import has_last_event_id, last_event_id, relay_resumed, resume_stream
 from shim.sse import EventStream, relay
 from switchboard.v1 import chat_pb2, events_pb2
 
 PATH: Final = "/v1/aibot/bots/{AgentId}/send-message"
+# Reliability extensions (docs/aibot.md, docs/reliability.md).
+STOP_PATH: Final = "/v1/aibot/bots/{AgentId}/stop"
+STREAM_PATH: Final = "/v1/aibot/bots/{AgentId}/stream"
 DIALECT: Final = "aibot"
 CONVERSATION_PREFIX: Final = "conversation-"
 CONVERSATION_HEADER: Final = "X-Conversation-Id"
@@ -303,16 +309,26 @@ async def _send_error(stream: EventStream, error: CoreError, seq: int) -> None:
     await stream.send(_dumps(error_body(error)), event_id=seq)
 
 
+# Sent before `[DONE]` when an explicit stop ended the turn (an extension event, like
+# `interrupt`).
+STOPPED: Final = {"type": "stopped"}
+
+
 async def _render(stream: EventStream, event: events_pb2.ChatEvent) -> bool:
     kind = event.WhichOneof("kind")
     if kind == "error":
         e = event.error
         await _send_error(stream, CoreError(e.code, e.reason, e.message), event.seq)
         return True
+    terminal = kind in ("completed", "interrupt")
     data = event_data(event)
+    if kind == "completed" and event.completed.status == events_pb2.TURN_STATUS_STOPPED:
+        data = STOPPED
     if data is not None:
-        await stream.send(_dumps(data), event_id=event.seq)
-    if kind in ("completed", "interrupt"):
+        # A terminal event renders as two frames; only the last carries its id, so a
+        # client's Last-Event-ID passes the event once all of it arrived (shim.resume).
+        await stream.send(_dumps(data), event_id=None if terminal else event.seq)
+    if terminal:
         await stream.send(DONE, event_id=event.seq)
         return True
     return False
@@ -366,6 +382,10 @@ class Fold:
 # -- handler ------------------------------------------------------------------------------
 
 
+def _too_large() -> CoreError:
+    return CoreError("INVALID_ARGUMENT", "payload_too_large", "Request body is too large.")
+
+
 async def send_message(request: web.Request) -> web.StreamResponse:
     try:
         turn = parse(await read_json_object(request), request.match_info["AgentId"],
@@ -373,8 +393,11 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     except BadRequest as exc:
         return error_response(exc.as_core_error())
     except web.HTTPRequestEntityTooLarge:
-        return error_response(CoreError("INVALID_ARGUMENT", "payload_too_large",
-                                        "Request body is too large."))
+        return error_response(_too_large())
+    turn.idempotency_key = request.headers.get("Idempotency-Key", "")
+    if turn.conversation_id and has_last_event_id(request):
+        # A reconnect (e.g. fetch-event-source retrying its POST): resume, send nothing.
+        return await _reconnect(request, turn.conversation_id)
     call = stream_chat(request, turn)
     try:
         first = await call.first()
@@ -406,6 +429,56 @@ async def _fold(call: TurnStream, first: events_pb2.ChatEvent,
     return web.json_response(fold.body(), headers=headers)
 
 
+async def _reconnect(request: web.Request, conversation_id: str) -> web.StreamResponse:
+    """Replay what the client missed after its `Last-Event-ID`, then follow the live turn
+    to its end (docs/aibot.md, "Resuming a stream")."""
+    try:
+        after_seq = last_event_id(request)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error())
+    call = resume_stream(request, conversation_id, after_seq)
+    try:
+        return await relay_resumed(
+            request, call, _render, _send_error,
+            lambda first: {CONVERSATION_HEADER: render_conversation_id(first.conversation_id)},
+        )
+    except CoreCallError as exc:
+        return error_response(exc.error)
+
+
+async def resume(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/aibot/bots/{AgentId}/stream?conversationId=...[&lastEventId=N]`."""
+    conversation_id = request.query.get("conversationId", "")
+    if not conversation_id:
+        return error_response(BadRequest("conversationId is required",
+                                         field="conversationId").as_core_error())
+    return await _reconnect(request, conversation_id)
+
+
+async def stop(request: web.Request) -> web.Response:
+    """`POST /v1/aibot/bots/{AgentId}/stop` `{"conversationId"}`: stop the running turn;
+    its stream ends with `{"type": "stopped"}` then `[DONE]`."""
+    try:
+        body = await read_json_object(request)
+        conversation_id = body.get("conversationId")
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise BadRequest("conversationId is required", field="conversationId")
+        reply = await stop_turn(request, conversation_id)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error())
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(_too_large())
+    except CoreCallError as exc:
+        return error_response(exc.error)
+    canonical = canonical_conversation_id(conversation_id) or conversation_id
+    return web.json_response({"stopped": reply.stopped,
+                              "conversationId": render_conversation_id(canonical)})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post(PATH, send_message)
+    app.router.add_post(STOP_PATH, stop)
+    app.router.add_get(STREAM_PATH, resume)
     cors.allow(app, PATH, expose=(CONVERSATION_HEADER,))
+    cors.allow(app, STOP_PATH)
+    cors.allow(app, STREAM_PATH, methods=("GET",), expose=(CONVERSATION_HEADER,))

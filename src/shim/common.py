@@ -10,10 +10,10 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from switchboard.v1 import chat_pb2, events_pb2
 
 from shim.app import CORE
 from shim.core_client import CoreError, decode_error, forward_metadata
+from switchboard.v1 import chat_pb2, events_pb2
 
 log = logging.getLogger("switchboard.shim")
 
@@ -88,12 +88,20 @@ class TurnStream:
         self._first: events_pb2.ChatEvent | None = None
 
     async def first(self) -> events_pb2.ChatEvent:
+        first = await self.first_or_none()
+        if first is None:
+            raise CoreCallError(CoreError("INTERNAL", "internal", "empty stream"))
+        return first
+
+    async def first_or_none(self) -> events_pb2.ChatEvent | None:
+        """Like `first()`, but None when the stream has no event at all (a resumed stream
+        with nothing left to replay)."""
         try:
             reply = await self._iter.__anext__()
         except grpc.aio.AioRpcError as exc:
             raise CoreCallError(decode_error(exc)) from None
         except StopAsyncIteration:
-            raise CoreCallError(CoreError("INTERNAL", "internal", "empty stream")) from None
+            return None
         self._first = reply.event
         return self._first
 
@@ -114,3 +122,16 @@ def stream_chat(request: web.Request, turn: chat_pb2.TurnInput) -> TurnStream:
         chat_pb2.StreamChatRequest(turn=turn), metadata=call_metadata(request)
     )
     return TurnStream(call)
+
+
+async def stop_turn(request: web.Request, conversation_id: str) -> chat_pb2.StopTurnResponse:
+    """Stop the running turn of a conversation (any dialect's rendering of its id); returns
+    once the turn is stored. Raises CoreCallError."""
+    try:
+        reply: chat_pb2.StopTurnResponse = await request.app[CORE].chat.StopTurn(
+            chat_pb2.StopTurnRequest(conversation_id=conversation_id),
+            metadata=call_metadata(request),
+        )
+        return reply
+    except grpc.aio.AioRpcError as exc:
+        raise CoreCallError(decode_error(exc)) from None

@@ -1,7 +1,8 @@
-"""The Halo SDK dialect: `POST /api/sdk/chat` and `POST /api/sdk/chat/stream`.
+"""The Halo SDK dialect: `POST /api/sdk/chat` and `POST /api/sdk/chat/stream`, plus the
+reliability extensions `POST /api/sdk/chat/stop` and `GET /api/sdk/chat/stream/resume`.
 
 Parsing and rendering live in `shim.halo_wire`, the error envelope in `shim.halo_errors`,
-the OpenAPI description in `shim.halo_openapi`; this module holds the two handlers. Every
+the OpenAPI description in `shim.halo_openapi`; this module holds the handlers. Every
 rule (key, origin, identity, limits, routing) is the core's; see docs/halo.md.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core.ids import canonical_conversation_id
 from shim import cors, openapi
 from shim.common import (
     BadRequest,
@@ -22,6 +24,7 @@ from shim.common import (
     origin_of,
     read_json_object,
     run_chat,
+    stop_turn,
     stream_chat,
 )
 from shim.core_client import CoreError
@@ -37,12 +40,15 @@ from shim.halo_wire import (
     session_id,
     stream_text,
 )
+from shim.resume import resume_stream
 from switchboard.v1 import chat_pb2, events_pb2
 
 log = logging.getLogger("switchboard.shim.halo")
 
 CHAT_PATH = "/api/sdk/chat"
 STREAM_PATH = "/api/sdk/chat/stream"
+STOP_PATH = "/api/sdk/chat/stop"
+RESUME_PATH = "/api/sdk/chat/stream/resume"
 EXPOSED_HEADERS = ("X-Session-Id", "X-Agent-Id")
 # How often a silent stream checks that its client is still connected.
 DISCONNECT_POLL_S = 0.25
@@ -98,6 +104,14 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
     except CoreCallError as exc:
         stream.close()
         return error_response(exc.error)
+    return await _serve_stream(request, stream, first)
+
+
+async def _serve_stream(request: web.Request, stream: TurnStream, first: events_pb2.ChatEvent,
+                        skip: int = 0) -> web.StreamResponse:
+    """Write a turn's Halo byte stream (its events after `first`, the TurnStarted), leaving
+    out its first `skip` bytes: the original stream and its resumption by byte offset
+    render through this one path, so they are the same bytes."""
     response = web.StreamResponse(
         status=200,
         headers={
@@ -112,22 +126,43 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
         },
     )
     response.enable_chunked_encoding()
+    writer = _Writer(response, skip)
     watch = _DisconnectWatch(request, stream)
     try:
         await response.prepare(request)
         watch.start()
-        await _relay(stream, response, watch)
+        await _relay(stream, writer, watch)
         await response.write_eof()
     except ConnectionResetError:
         # The client went away: closing the call (finally) detaches it from the turn, and
         # the core cancels the turn after its reattach grace and stores it as cancelled.
         log.info("halo stream: client disconnected")
     except _StreamFailed as failed:
-        await _cut_short(request, response, failed.error)
+        await _cut_short(request, writer, failed.error)
     finally:
         stream.close()
         await watch.stop()
     return response
+
+
+class _Writer:
+    """Writes the stream's text, leaving out its first `skip` bytes (UTF-8 bytes of the
+    body, so an offset may fall inside a character or a record and stitching stays exact).
+    Never writes an empty chunk: with chunked encoding that would end the body."""
+
+    def __init__(self, response: web.StreamResponse, skip: int = 0) -> None:
+        self._response = response
+        self._skip = skip
+
+    async def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self._skip:
+            if self._skip >= len(data):
+                self._skip -= len(data)
+                return
+            data, self._skip = data[self._skip:], 0
+        if data:
+            await self._response.write(data)
 
 
 class _DisconnectWatch:
@@ -167,12 +202,11 @@ class _StreamFailed(Exception):
         self.error = error
 
 
-async def _relay(stream: TurnStream, response: web.StreamResponse,
-                 watch: _DisconnectWatch) -> None:
+async def _relay(stream: TurnStream, writer: _Writer, watch: _DisconnectWatch) -> None:
     """Write the events after TurnStarted; returns after the final record. Raises
     ConnectionResetError when the client went away, _StreamFailed when the turn failed."""
     try:
-        await _relay_events(stream, response)
+        await _relay_events(stream, writer)
     except asyncio.CancelledError:
         # grpc.aio raises CancelledError from a call the watch cancelled; a cancellation
         # of this handler itself (server shutdown) must propagate.
@@ -186,24 +220,24 @@ async def _relay(stream: TurnStream, response: web.StreamResponse,
         raise
 
 
-async def _relay_events(stream: TurnStream, response: web.StreamResponse) -> None:
+async def _relay_events(stream: TurnStream, writer: _Writer) -> None:
     actions: list[dict[str, Any]] = []
     try:
         async for event in stream.events():
             kind = event.WhichOneof("kind")
             if kind == "text_delta":
                 if event.text_delta.text:
-                    await response.write(stream_text(event.text_delta.text).encode("utf-8"))
+                    await writer.write(stream_text(event.text_delta.text))
             elif kind == "action":
                 actions.append(action_json(event.action))
-                await response.write(action_record(event.action).encode("utf-8"))
+                await writer.write(action_record(event.action))
             elif kind == "error":
                 raise _StreamFailed(_stream_error(event.error))
             elif kind in ("completed", "interrupt"):
                 if kind == "completed":
                     # The completed event carries the authoritative list.
                     actions = [action_json(a) for a in event.completed.actions]
-                await response.write(actions_record(actions).encode("utf-8"))
+                await writer.write(actions_record(actions))
                 return
     except CoreCallError as exc:
         raise _StreamFailed(exc.error) from None
@@ -215,24 +249,83 @@ def _stream_error(error: events_pb2.StreamError) -> CoreError:
     return CoreError(error.code, error.reason, error.message)
 
 
-async def _cut_short(request: web.Request, response: web.StreamResponse,
-                     error: CoreError) -> None:
+async def _cut_short(request: web.Request, writer: _Writer, error: CoreError) -> None:
     body = error_body(error)["error"]
     log.warning("halo stream failed after headers: %s %s", error.code, error.reason)
     with contextlib.suppress(ConnectionResetError):
-        await response.write(error_record(body["code"], body["message"]).encode("utf-8"))
+        await writer.write(error_record(body["code"], body["message"]))
     # Closing the connection without the chunked terminator makes the client's reader
     # fail instead of reporting a complete, truncated answer.
     if request.transport is not None:
         request.transport.close()
 
 
+def _session_param(value: Any, name: str = "session_id") -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{name} is required.", field=name)
+    return value
+
+
+async def stop(request: web.Request) -> web.Response:
+    """`POST /api/sdk/chat/stop` `{"session_id"}`: stop the session's running turn. Answers
+    once the turn is stored (with its partial text); its stream then ends as usual, with
+    the final `__ACTIONS__` record."""
+    try:
+        session = _session_param((await read_json_object(request)).get("session_id"))
+        reply = await stop_turn(request, session)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error())
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(_too_large())
+    except CoreCallError as exc:
+        return error_response(exc.error)
+    return web.json_response({
+        "stopped": reply.stopped,
+        "session_id": session_id(canonical_conversation_id(session) or session),
+    })
+
+
+def _offset(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isascii() or not raw.isdigit():
+        raise BadRequest("offset must be a non-negative integer (bytes of the stream body "
+                         "already received).", field="offset")
+    return int(raw)
+
+
+async def resume(request: web.Request) -> web.StreamResponse:
+    """`GET /api/sdk/chat/stream/resume?session_id=chat_...&offset=N`: the session's latest
+    turn as `/api/sdk/chat/stream` rendered it, without its first N bytes, following the
+    turn live while it runs."""
+    try:
+        session = _session_param(request.query.get("session_id"))
+        skip = _offset(request.query.get("offset"))
+    except BadRequest as exc:
+        return error_response(exc.as_core_error())
+    stream = resume_stream(request, session, None)
+    try:
+        first = await stream.first_or_none()
+    except CoreCallError as exc:
+        stream.close()
+        return error_response(exc.error)
+    if first is None:
+        stream.close()
+        return error_response(CoreError("NOT_FOUND", "conversation_not_found",
+                                        "This session has no turn to resume."))
+    return await _serve_stream(request, stream, first, skip)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post(CHAT_PATH, chat)
     app.router.add_post(STREAM_PATH, chat_stream)
-    for path in (CHAT_PATH, STREAM_PATH):
+    app.router.add_post(STOP_PATH, stop)
+    app.router.add_get(RESUME_PATH, resume)
+    for path in (CHAT_PATH, STREAM_PATH, STOP_PATH):
         cors.allow(app, path, expose=EXPOSED_HEADERS)
+    cors.allow(app, RESUME_PATH, methods=("GET",), expose=EXPOSED_HEADERS)
     openapi.add_paths(app, PATHS, COMPONENTS)
 
 
-__all__ = ["CHAT_PATH", "STREAM_PATH", "chat", "chat_stream", "setup"]
+__all__ = ["CHAT_PATH", "RESUME_PATH", "STOP_PATH", "STREAM_PATH", "chat", "chat_stream",
+           "resume", "setup", "stop"]

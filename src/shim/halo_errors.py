@@ -10,6 +10,7 @@ statuses 400, 401, 403, 404, 413, 422, 429, 500 and 503, so every entry uses one
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
@@ -126,7 +127,8 @@ def error_response(error: CoreError) -> web.Response:
     status, _ = status_and_code(error)
     headers = {}
     if error.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
+        # Whole seconds, rounded up: a client retrying on time must not be refused again.
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     elif status == 503:
         headers["Retry-After"] = "1"
     return web.json_response(error_body(error), status=status, headers=headers)

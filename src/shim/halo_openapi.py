@@ -100,6 +100,20 @@ SCHEMAS: dict[str, Any] = {
             "routing": {"$ref": _REF + "HaloRouting"},
         },
     },
+    "HaloStopRequest": {
+        "type": "object",
+        "required": ["session_id"],
+        "properties": {"session_id": {"type": "string", "description": "chat_<uuid>"}},
+    },
+    "HaloStopResponse": {
+        "type": "object",
+        "required": ["stopped", "session_id"],
+        "properties": {
+            "stopped": {"type": "boolean",
+                        "description": "False when no turn was running."},
+            "session_id": {"type": "string"},
+        },
+    },
     "HaloError": {
         "type": "object",
         "required": ["error"],
@@ -124,7 +138,8 @@ _ERRORS = {
     "404": _error("Unknown session_id or agent_id."),
     "413": _error("Request body too large."),
     "422": _error("The session cannot take this request in its current state."),
-    "429": _error("Rate limited, or a turn is already running in this session."),
+    "429": _error("Rate limited (`rate_limited`), over a spend budget (`budget_exceeded`), "
+                  "or a turn is already running in this session; see `Retry-After`."),
     "500": _error("Internal error."),
     "503": _error("Temporarily unavailable; retry."),
 }
@@ -136,6 +151,23 @@ _REQUEST_BODY = {
 
 _SECURITY: list[dict[str, list[str]]] = [{"haloKey": []}]
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Names the turn for 24 hours: the same key with the same body replays "
+                   "it (attaching to it while it runs); with a different body it is a 422 "
+                   "`idempotency_mismatch`.",
+    "schema": {"type": "string", "maxLength": limits.MAX_IDEMPOTENCY_KEY_CHARS},
+}
+
+_STREAM_HEADERS = {
+    "X-Session-Id": {"schema": {"type": "string"},
+                     "description": "The session id (chat_<uuid>)."},
+    "X-Agent-Id": {"schema": {"type": "string"},
+                   "description": "The agent handling the request."},
+}
+
 PATHS: dict[str, Any] = {
     "/api/sdk/chat": {
         "post": {
@@ -143,6 +175,7 @@ PATHS: dict[str, Any] = {
             "summary": "Send a message and receive the complete reply.",
             "tags": ["halo"],
             "security": _SECURITY,
+            "parameters": [_IDEMPOTENCY_KEY],
             "requestBody": _REQUEST_BODY,
             "responses": {
                 "200": {
@@ -164,16 +197,62 @@ PATHS: dict[str, Any] = {
                            "`\\x1E__ACTIONS__<json-array>\\x1E` record.",
             "tags": ["halo"],
             "security": _SECURITY,
+            "parameters": [_IDEMPOTENCY_KEY],
             "requestBody": _REQUEST_BODY,
             "responses": {
                 "200": {
                     "description": "The reply, streamed.",
-                    "headers": {
-                        "X-Session-Id": {"schema": {"type": "string"},
-                                         "description": "The session id (chat_<uuid>)."},
-                        "X-Agent-Id": {"schema": {"type": "string"},
-                                       "description": "The agent handling the request."},
+                    "headers": _STREAM_HEADERS,
+                    "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}},
+                },
+                **_ERRORS,
+            },
+        },
+    },
+    "/api/sdk/chat/stop": {
+        "post": {
+            "operationId": "haloChatStop",
+            "summary": "Stop the session's running turn.",
+            "description": "Answers once the turn is stored with its partial text and usage; "
+                           "its stream ends as usual with the final `__ACTIONS__` record.",
+            "tags": ["halo"],
+            "security": _SECURITY,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": _REF + "HaloStopRequest"}}},
+            },
+            "responses": {
+                "200": {
+                    "description": "Whether a running turn was stopped.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": _REF + "HaloStopResponse"}}
                     },
+                },
+                **_ERRORS,
+            },
+        },
+    },
+    "/api/sdk/chat/stream/resume": {
+        "get": {
+            "operationId": "haloChatStreamResume",
+            "summary": "Resume the session's latest stream after a byte offset.",
+            "description": "The latest turn of the session exactly as `/api/sdk/chat/stream` "
+                           "rendered it, without its first `offset` bytes, following the turn "
+                           "live while it runs: the bytes received before a cut followed by "
+                           "this body are the uninterrupted stream.",
+            "tags": ["halo"],
+            "security": _SECURITY,
+            "parameters": [
+                {"name": "session_id", "in": "query", "required": True,
+                 "schema": {"type": "string"}, "description": "chat_<uuid>"},
+                {"name": "offset", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "default": 0},
+                 "description": "Bytes of the stream body already received."},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The rest of the stream.",
+                    "headers": _STREAM_HEADERS,
                     "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}},
                 },
                 **_ERRORS,

@@ -20,21 +20,33 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from core.ids import canonical_conversation_id
 from shim.common import (
     BadRequest,
     CoreCallError,
     read_json_object,
     run_chat,
+    stop_turn,
     stream_chat,
 )
 from shim.core_client import CoreError
-from shim.sse import EventStream, relay
+from shim.resume import has_last_event_id, last_event_id, relay_resumed, resume_stream
+from shim.sse import EventStream, Render, RenderError, relay
 from switchboard.v1 import chat_pb2, events_pb2
 
 ROUTES: Final = ("/v1/api/chat/{slug}", "/chat/{slug}")
+# Reliability extensions (docs/slug.md, docs/reliability.md), under both route prefixes.
+STOP_SUFFIX: Final = "/stop"
+STREAM_SUFFIX: Final = "/stream"
 DIALECT: Final = "slug"
 CONVERSATION_PREFIX: Final = "conv_"
+CONVERSATION_HEADER: Final = "X-Conversation-Id"
 DONE: Final = "[DONE]"
+# Sent before `[DONE]` when an explicit stop ended the turn: a named event, so
+# `EventSource.onmessage` clients never see it, and a `chunk` of "" so clients that read
+# every `data:` line as a chunk append nothing.
+STOPPED_EVENT: Final = "stopped"
+STOPPED_DATA: Final = '{"chunk": "", "stopped": true}'
 
 # HTTP status → the envelope's error name. 400, 401 and 404 are the spec's; 429, 500 and
 # 503 its "same envelope"; the rest follow the same naming.
@@ -208,6 +220,10 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         return error_response(CoreError("INVALID_ARGUMENT", "payload_too_large",
                                         "Request body is too large"), slug)
+    turn.idempotency_key = request.headers.get("Idempotency-Key", "")
+    if stream and turn.conversation_id and has_last_event_id(request):
+        # A reconnect (e.g. fetch-event-source retrying its POST): resume, send nothing.
+        return await _resume(request, turn.conversation_id, slug)
     if stream:
         return await _stream(request, turn, slug)
     try:
@@ -234,13 +250,9 @@ def _chunk(text: str) -> str:
     return json.dumps({"chunk": text}, ensure_ascii=False)
 
 
-async def _stream(request: web.Request, turn: chat_pb2.TurnInput, slug: str) -> web.StreamResponse:
-    call = stream_chat(request, turn)
-    try:
-        first = await call.first()
-    except CoreCallError as exc:
-        call.close()
-        return error_response(exc.error, slug)
+def _renderers(slug: str) -> tuple[Render, RenderError]:
+    """The dialect's projection of core events onto SSE frames, shared by the original
+    stream and its resumptions (so a resumed stream is the original's bytes)."""
 
     async def send_error(stream: EventStream, error: CoreError, seq: int) -> None:
         await stream.send(json.dumps(envelope(error, slug)[1], ensure_ascii=False),
@@ -252,6 +264,9 @@ async def _stream(request: web.Request, turn: chat_pb2.TurnInput, slug: str) -> 
             if event.text_delta.text:
                 await stream.send(_chunk(event.text_delta.text), event_id=event.seq)
         elif kind == "completed":
+            if event.completed.status == events_pb2.TURN_STATUS_STOPPED:
+                # Only the event's last frame carries its id (see shim.resume).
+                await stream.send(STOPPED_DATA, event=STOPPED_EVENT)
             await stream.send(DONE, event_id=event.seq)
             return True
         elif kind == "error":
@@ -263,10 +278,77 @@ async def _stream(request: web.Request, turn: chat_pb2.TurnInput, slug: str) -> 
             return True
         return False  # tool calls, actions, usage: not part of this dialect
 
-    headers = {"X-Conversation-Id": render_conversation_id(first.conversation_id)}
+    return render, send_error
+
+
+async def _stream(request: web.Request, turn: chat_pb2.TurnInput, slug: str) -> web.StreamResponse:
+    call = stream_chat(request, turn)
+    try:
+        first = await call.first()
+    except CoreCallError as exc:
+        call.close()
+        return error_response(exc.error, slug)
+    render, send_error = _renderers(slug)
+    headers = {CONVERSATION_HEADER: render_conversation_id(first.conversation_id)}
     return await relay(request, call, first, render, send_error, headers)
+
+
+async def _resume(request: web.Request, conversation_id: str, slug: str) -> web.StreamResponse:
+    """Replay what the client missed after its `Last-Event-ID`, then follow the live turn
+    to its end (docs/slug.md, "Resuming a stream")."""
+    try:
+        after_seq = last_event_id(request)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error(), slug)
+    render, send_error = _renderers(slug)
+    call = resume_stream(request, conversation_id, after_seq)
+    try:
+        return await relay_resumed(
+            request, call, render, send_error,
+            lambda first: {CONVERSATION_HEADER: render_conversation_id(first.conversation_id)},
+        )
+    except CoreCallError as exc:
+        return error_response(exc.error, slug)
+
+
+async def handle_resume(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/api/chat/{slug}/stream?conversationId=...[&lastEventId=N]`."""
+    slug = request.match_info["slug"]
+    conversation_id = request.query.get("conversationId", "")
+    if not conversation_id:
+        return error_response(BadRequest("conversationId is required",
+                                          field="conversationId").as_core_error(), slug)
+    return await _resume(request, conversation_id, slug)
+
+
+async def handle_stop(request: web.Request) -> web.Response:
+    """`POST /v1/api/chat/{slug}/stop` `{"conversationId"}`: stop the running turn; it is
+    stored with its partial text and its stream ends with a `stopped` event, then
+    `[DONE]`."""
+    slug = request.match_info["slug"]
+    try:
+        body = await read_json_object(request)
+        conversation_id = body.get("conversationId")
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise BadRequest("conversationId is required", field="conversationId")
+        reply = await stop_turn(request, conversation_id)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error(), slug)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(CoreError("INVALID_ARGUMENT", "payload_too_large",
+                                        "Request body is too large"), slug)
+    except CoreCallError as exc:
+        return error_response(exc.error, slug)
+    return web.json_response({
+        "data": {"stopped": reply.stopped,
+                 "conversationId": render_conversation_id(
+                     canonical_conversation_id(conversation_id) or conversation_id)},
+        "error": None,
+    })
 
 
 def setup(app: web.Application) -> None:
     for path in ROUTES:
         app.router.add_post(path, handle_chat)
+        app.router.add_post(path + STOP_SUFFIX, handle_stop)
+        app.router.add_get(path + STREAM_SUFFIX, handle_resume)

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import Harness, auth, with_engine
-from switchboard.v1 import chat_pb2, events_pb2
 
 from core.clock import FixedClock
 from core.domain import OrgSettings
 from core.events import Usage
 from core.providers.registry import build_provider
 from core.providers.scripted import ScriptedProvider
+from harness import Harness, auth, with_engine
 from shim.core_client import decode_error
+from switchboard.v1 import chat_pb2, events_pb2
 
 
 async def _provider(sb: Harness, slug: str) -> ScriptedProvider:
@@ -95,7 +95,7 @@ async def test_stop_keeps_partial_text_and_usage(sb: Harness) -> None:
     listed = await sb.chat.ListMessages(
         chat_pb2.ListMessagesRequest(conversation_id=last.conversation_id), metadata=auth()
     )
-    stored = [m for m in listed.messages if m.role == "assistant"][0]
+    stored = next(m for m in listed.messages if m.role == "assistant")
     assert stored.status == events_pb2.TURN_STATUS_STOPPED and stored.content == streamed
     assert stored.usage.completion_tokens > 0
 

@@ -40,19 +40,23 @@ async def send(sb: Harness, agent: str, body: Any, *, key: str = SECRET,
         return resp.status, dict(resp.headers), await resp.read()
 
 
-def parse_sse(raw: bytes) -> list[tuple[int, Any]]:
-    """(id, data) per event; data is JSON-decoded except `[DONE]`. Strict framing."""
+def parse_sse(raw: bytes) -> list[tuple[int | None, Any]]:
+    """(id, data) per event; data is JSON-decoded except `[DONE]`. Strict framing. The
+    first frame of a terminal event (interrupt, stopped) has no id: only the last frame
+    of a core event carries it (see shim.resume)."""
     text = raw.decode("utf-8")
     assert text.endswith("\n\n")
-    out = []
+    out: list[tuple[int | None, Any]] = []
     for block in text[:-2].split("\n\n"):
         lines = block.split("\n")
         if lines[0].startswith(":"):
             continue
-        assert len(lines) == 2 and lines[0].startswith("id: ") and lines[1].startswith("data: ")
-        data = lines[1].removeprefix("data: ")
-        out.append((int(lines[0].removeprefix("id: ")), data if data == "[DONE]"
-                    else json.loads(data)))
+        event_id = None
+        if lines[0].startswith("id: "):
+            event_id = int(lines.pop(0).removeprefix("id: "))
+        assert len(lines) == 1 and lines[0].startswith("data: ")
+        data = lines[0].removeprefix("data: ")
+        out.append((event_id, data if data == "[DONE]" else json.loads(data)))
     return out
 
 
@@ -60,7 +64,7 @@ async def events(sb: Harness, agent: str, body: Any, **kw: Any) -> list[Any]:
     status, _, raw = await send(sb, agent, body, **kw)
     assert status == 200, raw
     parsed = parse_sse(raw)
-    ids = [i for i, _ in parsed]
+    ids = [i for i, _ in parsed if i is not None]
     assert ids == sorted(ids)
     return [data for _, data in parsed]
 

@@ -14,13 +14,14 @@ import asyncio
 import hashlib
 import json
 import logging
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 from core import limits
+from core.budgets import Budgets
 from core.clock import Clock, IdSource
 from core.domain import (
     AgentRecord,
@@ -35,8 +36,8 @@ from core.domain import (
     TurnRequest,
 )
 from core.engine import client_tools, intake, router
-from core.engine.identity import resolve_identity
 from core.engine.idempotency import Idempotency
+from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
 from core.errors import Code, Reason, SwitchboardError, not_found
@@ -56,10 +57,8 @@ from core.events import (
     Usage,
     UsageEvent,
 )
-from core.budgets import Budgets
 from core.ids import canonical_conversation_id
 from core.keys import require_kind
-from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.providers.base import (
     ChatMessage,
     GenerationRequest,
@@ -68,6 +67,7 @@ from core.providers.base import (
     estimate_tokens,
 )
 from core.providers.registry import build_provider
+from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.tools import ServerTools, ToolContext
 

@@ -8,8 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
-import grpc
-
 from core import limits
 from core.engine.live import LiveTurn
 from core.engine.turns import TurnEngine, fold
