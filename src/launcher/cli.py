@@ -83,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(apply)
     agents_sub.add_parser("list", help="list agents").add_argument("--org", default="demo")
 
-    from launcher import usage
+    from launcher import orgs, usage
 
     usage.add_parser(sub)
+    orgs.add_parser(sub)
 
     from launcher import prices
 
@@ -111,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    http_port=ns.http_port, core_target=ns.core)
             asyncio.run(serve_forever(_config(ns), options))
             return 0
+        if ns.command == "org":
+            from launcher import orgs
+
+            return asyncio.run(orgs.run(ns, _config(ns)))
         if ns.command == "usage":
             from launcher import usage
 

@@ -51,3 +51,22 @@ def test_usage_shows_a_table(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].split()[:2] == ["day", "model"]
     assert "total" in result.stdout
+
+
+def test_org_set_changes_limits_and_hides_the_secret(tmp_path: Path) -> None:
+    db = tmp_path / "sb.db"
+    assert run("keys", "create", "--org", "acme", db=db).returncode == 0
+    result = run("org", "set", "--org", "acme", "--rps", "2.5", "--burst", "5",
+                 "--daily-budget-micros", "1000", "--allowed-origins", "https://a.example,",
+                 "--identity-secret", "s3cret-s3cret-s3cret-s3cret-s3cret", db=db)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    shown = json.loads(run("org", "show", "--org", "acme", db=db).stdout)
+    assert shown["rate_limit"] == {"rps": 2.5, "burst": 5}
+    assert shown["budget"] == {"daily_micros": 1000}
+    assert shown["allowed_origins"] == ["https://a.example"]
+    assert shown["identity_secret"] == "(set)"
+    assert "s3cret" not in result.stdout
+    bad = run("org", "set", "--org", "acme", "--burst", "-1", db=db)
+    assert bad.returncode == 2 and "--burst" in bad.stderr
