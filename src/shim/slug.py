@@ -21,6 +21,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from core.ids import canonical_conversation_id
+from shim import status_map
 from shim.common import (
     BadRequest,
     CoreCallError,
@@ -67,70 +68,10 @@ ERROR_NAMES: Final[dict[int, str]] = {
     504: "GatewayTimeoutError",
 }
 
-# The dialect's error table: ErrorInfo reason → HTTP status (a test fails if a core
-# Reason is missing). Reasons of features the slug API does not expose (client tools,
-# flows) are listed too: a conversation can move between dialects.
-BY_REASON: Final[dict[str, int]] = {
-    "invalid_argument": 400,
-    "message_required": 400,
-    "message_too_long": 400,
-    "field_too_long": 400,
-    "invalid_mode": 400,
-    "invalid_images": 400,
-    "invalid_tools": 400,
-    "invalid_input": 400,
-    "input_mismatch": 400,
-    "no_active_agent": 400,
-    "unauthenticated": 401,
-    "identity_required": 401,
-    "identity_invalid": 401,
-    "session_expired": 401,
-    "origin_not_allowed": 403,
-    "key_scope": 403,
-    "agent_not_found": 404,
-    "conversation_not_found": 404,
-    "interrupt_not_found": 404,
-    "intent_not_found": 404,
-    "wait_not_found": 404,
-    "interrupt_already_resumed": 409,
-    "interrupt_pending": 409,
-    "turn_in_progress": 409,
-    "idempotency_mismatch": 409,
-    "wait_already_used": 409,
-    "interrupt_expired": 410,
-    "wait_expired": 410,
-    "payload_too_large": 413,
-    "validation_failed": 422,
-    "rate_limited": 429,
-    "concurrency_limited": 429,
-    "budget_exceeded": 429,
-    "cancelled": 499,
-    "internal": 500,
-    "provider_error": 503,
-    "shutting_down": 503,
-    "deadline_exceeded": 504,
-}
-
-# gRPC code → HTTP status, for errors without a known reason (transport failures).
-BY_CODE: Final[dict[str, int]] = {
-    "OK": 500,  # never an error; listed so the table is total
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 401,
-}
+# The dialect's error tables are the generic ones (shim.status_map): the spec documents
+# no codes of its own beyond the 400/401/404 envelopes, which these tables give.
+BY_REASON: Final = status_map.BY_REASON
+BY_CODE: Final = status_map.BY_CODE
 
 # The spec's exact messages.
 MESSAGE_REQUIRED: Final = "Message field is required"
@@ -138,7 +79,7 @@ UNAUTHORIZED: Final = "Invalid or missing API token"
 
 
 def status_of(error: CoreError) -> int:
-    return BY_REASON.get(error.reason) or BY_CODE.get(error.code, 500)
+    return status_map.http_status(error.code, error.reason)
 
 
 def message_of(error: CoreError, slug: str) -> str:

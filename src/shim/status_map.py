@@ -1,31 +1,80 @@
-"""gRPC status → HTTP status, as grpc-gateway v2 and Envoy's transcoder map them.
+"""The generic error tables every dialect starts from.
 
-Each dialect starts from `HTTP_STATUS` and overrides by ErrorInfo reason where its spec
-documents a different code (the flow dialect's 422 and 410, for example).
+`BY_CODE`: gRPC status → HTTP status, as grpc-gateway v2 and Envoy's transcoder map them
+(total over every gRPC code; OK is listed only so the table is total). `BY_REASON`:
+ErrorInfo reason → HTTP status, the same mapping refined where an HTTP status says more
+(410 for an expired interrupt or wait, 413 for an oversized body, 422 for validation
+failures). A dialect whose spec documents other codes overrides entries by reason; tests
+fail if any core reason or gRPC code is missing from a dialect's tables.
 """
 
 from __future__ import annotations
 
-HTTP_STATUS: dict[str, int] = {
-    "OK": 200,
+from types import MappingProxyType
+from typing import Final
+
+BY_CODE: Final = MappingProxyType({
+    "OK": 500,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
     "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 400,
-    "OUT_OF_RANGE": 400,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
+    "DEADLINE_EXCEEDED": 504,
     "NOT_FOUND": 404,
     "ALREADY_EXISTS": 409,
-    "ABORTED": 409,
+    "PERMISSION_DENIED": 403,
     "RESOURCE_EXHAUSTED": 429,
-    "CANCELLED": 499,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
     "UNIMPLEMENTED": 501,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-    "UNKNOWN": 500,
     "INTERNAL": 500,
+    "UNAVAILABLE": 503,
     "DATA_LOSS": 500,
-}
+    "UNAUTHENTICATED": 401,
+})
+
+BY_REASON: Final = MappingProxyType({
+    "invalid_argument": 400,
+    "message_required": 400,
+    "message_too_long": 400,
+    "field_too_long": 400,
+    "invalid_mode": 400,
+    "invalid_images": 400,
+    "invalid_tools": 400,
+    "invalid_input": 400,
+    "input_mismatch": 400,
+    "no_active_agent": 400,
+    "unauthenticated": 401,
+    "identity_required": 401,
+    "identity_invalid": 401,
+    "session_expired": 401,
+    "origin_not_allowed": 403,
+    "key_scope": 403,
+    "agent_not_found": 404,
+    "conversation_not_found": 404,
+    "interrupt_not_found": 404,
+    "intent_not_found": 404,
+    "wait_not_found": 404,
+    "interrupt_already_resumed": 409,
+    "interrupt_pending": 409,
+    "turn_in_progress": 409,
+    "idempotency_mismatch": 409,
+    "wait_already_used": 409,
+    "interrupt_expired": 410,
+    "wait_expired": 410,
+    "payload_too_large": 413,
+    "validation_failed": 422,
+    "rate_limited": 429,
+    "concurrency_limited": 429,
+    "budget_exceeded": 429,
+    "cancelled": 499,
+    "internal": 500,
+    "provider_error": 503,
+    "shutting_down": 503,
+    "deadline_exceeded": 504,
+})
 
 
-def http_status(code: str) -> int:
-    return HTTP_STATUS.get(code, 500)
+def http_status(code: str, reason: str = "") -> int:
+    """The generic HTTP status of a core error."""
+    return BY_REASON.get(reason) or BY_CODE.get(code, 500)
