@@ -38,9 +38,9 @@ async def test_serve_demo_answers_and_exits_cleanly_on_sigterm(tmp_path: Path) -
             if match:
                 ports["core" if match.group(1).startswith("core") else "shim"] = int(
                     match.group(2))
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{ports['shim']}/readyz") as resp:
-                assert resp.status == 200
+        url = f"http://127.0.0.1:{ports['shim']}/readyz"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200
         async with grpc.aio.insecure_channel(f"127.0.0.1:{ports['core']}") as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="switchboard.v1.ChatService"))
