@@ -162,3 +162,14 @@ async def test_company_id_length_boundary(sb: Harness) -> None:
             "x", agent="scripted", company_id="c" * (limits.MAX_COMPANY_ID_CHARS + 1)
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_model_sees_the_latest_messages_oldest_first(sb: Harness) -> None:
+    await sb.scripted_agent(reply="echo {message}")
+    first = await sb.chat_once("one", agent="scripted")
+    for text in ("two", "three"):
+        await sb.chat_once(text, conversation_id=first.conversation_id)
+    recent = await sb.core.store.recent_messages(sb.org_id, first.conversation_id, 3)
+    assert [(m.role, m.content) for m in recent] == [
+        ("assistant", "echo two"), ("user", "three"), ("assistant", "echo three")
+    ]

@@ -308,7 +308,7 @@ class TurnEngine:
         if plan.handoff is not None:
             live.emit(plan.handoff)
         decision = plan.decision
-        history = await self._model_history(org.id, conversation.id, exclude_turn="")
+        history = await self._model_history(org.id, conversation.id)
         state = LoopState(messages=history)
         base = GenerationRequest(
             messages=(),
@@ -418,14 +418,10 @@ class TurnEngine:
             role=role, content=content, status=status, created_at=self.clock.now(), **extra,
         )
 
-    async def _model_history(self, org_id: str, conversation_id: str,
-                             exclude_turn: str) -> list[ChatMessage]:
-        messages, _ = await self.store.list_messages(org_id, conversation_id, 10_000)
-        relevant = [
-            m for m in messages
-            if m.role in ("user", "assistant") and m.content and m.turn_id != exclude_turn
-        ]
-        return [ChatMessage(m.role, m.content) for m in relevant[-HISTORY_FOR_MODEL:]]
+    async def _model_history(self, org_id: str, conversation_id: str) -> list[ChatMessage]:
+        """The conversation's latest user and assistant messages, oldest first."""
+        messages = await self.store.recent_messages(org_id, conversation_id, HISTORY_FOR_MODEL)
+        return [ChatMessage(m.role, m.content) for m in messages]
 
     # -- running turns ------------------------------------------------------------------
 

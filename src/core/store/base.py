@@ -127,6 +127,10 @@ class Store(Protocol):
         self, org_id: str, conversation_id: str, limit: int, after: int = 0
     ) -> tuple[list[MessageRecord], int]: ...
 
+    async def recent_messages(
+        self, org_id: str, conversation_id: str, limit: int
+    ) -> list[MessageRecord]: ...
+
     async def list_events(
         self, conversation_id: str, after_seq: int, turn_id: str = ""
     ) -> list[Event]: ...

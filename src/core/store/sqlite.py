@@ -414,6 +414,19 @@ class SqliteStore(SqliteFlowsMixin):
         next_cursor = page[-1]["seq_no"] if len(rows) > limit else 0
         return [self._message(r) for r in page], next_cursor
 
+    async def recent_messages(
+        self, org_id: str, conversation_id: str, limit: int
+    ) -> list[MessageRecord]:
+        """The last `limit` non-empty user and assistant messages, oldest first (the model's
+        view of the conversation; tool messages and empty partial replies are left out)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM messages WHERE conversation_id = ? AND org_id = ? "
+            "AND role IN ('user', 'assistant') AND content <> '' "
+            "ORDER BY seq_no DESC LIMIT ?",
+            (conversation_id, org_id, limit),
+        )
+        return [self._message(r) for r in reversed(rows)]
+
     async def list_events(
         self, conversation_id: str, after_seq: int, turn_id: str = ""
     ) -> list[Event]:
