@@ -278,3 +278,30 @@ async def test_resume_stream_from_latest_turn(sb: Harness) -> None:
     events = [r.event async for r in resumed]
     assert {e.turn_id for e in events} == {second.turn_id}
     assert events[0].HasField("turn_started") and events[-1].completed.text == "echo two"
+
+
+async def test_concurrent_turns_on_one_conversation_never_share_sequence_numbers(
+    sb: Harness,
+) -> None:
+    await sb.scripted_agent(reply="slow reply " * 5, delay_ms=5)
+    first = await sb.chat_once("start", agent="scripted")
+
+    async def send(i: int) -> str:
+        try:
+            await sb.chat_once(f"m{i}", conversation_id=first.conversation_id)
+            return "ok"
+        except grpc.aio.AioRpcError as exc:
+            assert decode_error(exc).reason == "turn_in_progress"
+            return "busy"
+
+    outcomes = await asyncio.gather(*(send(i) for i in range(10)))
+    assert outcomes.count("ok") >= 1
+    resumed = sb.chat.ResumeStream(
+        chat_pb2.ResumeStreamRequest(conversation_id=first.conversation_id), metadata=auth()
+    )
+    seqs = [r.event.seq async for r in resumed]
+    assert seqs == list(range(1, len(seqs) + 1))
+    completed = await sb.chat.ListMessages(
+        chat_pb2.ListMessagesRequest(conversation_id=first.conversation_id), metadata=auth()
+    )
+    assert sum(1 for m in completed.messages if m.role == "assistant") == 1 + outcomes.count("ok")

@@ -13,13 +13,13 @@ fail, which is reported as the same mismatch-free conflict (see docs/reliability
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from core.engine.live import LiveTurn
+from core.engine.locks import KeyedLocks
 from core.errors import Code, Reason, SwitchboardError
 
 if TYPE_CHECKING:
@@ -38,22 +38,12 @@ def _mismatch() -> SwitchboardError:
 class Idempotency:
     def __init__(self, engine: TurnEngine) -> None:
         self._engine = engine
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyedLocks()
 
     @asynccontextmanager
     async def lock(self, org_id: str, key: str) -> AsyncIterator[None]:
-        name = (org_id, key)
-        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
-        self._locks[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[name]
-            if users <= 1:
-                del self._locks[name]
-            else:
-                self._locks[name] = (lock, users - 1)
+        async with self._locks.hold((org_id, key)):
+            yield
 
     async def find(self, org_id: str, key: str, request_hash: str) -> LiveTurn | None:
         """The turn this key already names (live, or replayed from the store), or None."""

@@ -39,6 +39,7 @@ from core.engine import client_tools, intake, router
 from core.engine.idempotency import Idempotency
 from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
+from core.engine.locks import KeyedLocks
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
@@ -145,6 +146,7 @@ class TurnEngine:
         self.price = pricer or _no_pricing
         self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
         self.idempotency = Idempotency(self)
+        self.conversation_locks = KeyedLocks()
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -231,9 +233,25 @@ class TurnEngine:
         self.rate_limiter.check_request(principal.key_id, RateLimit.from_settings(
             org.settings.extra))
         await self.budgets.check(org, request)
+        # Turns of one conversation start one at a time: the check for a running turn and
+        # the registration of the new one must not interleave (they would share sequence
+        # numbers). A new conversation has no rival.
+        key = await self._conversation_key(principal, request)
+        if not key:
+            return await self._start_new(principal, org, request, mode)
+        async with self.conversation_locks.hold(key):
+            if request.resume is not None:
+                return await self._resume_turn(principal, request)
+            return await self._start_new(principal, org, request, mode)
+
+    async def _conversation_key(self, principal: Principal, request: TurnRequest) -> str:
+        """The canonical id of the conversation a request continues ("" for a new one)."""
         if request.resume is not None:
-            return await self._resume_turn(principal, request)
-        return await self._start_new(principal, org, request, mode)
+            record = await self.store.get_interrupt(principal.org_id,
+                                                    request.resume.interrupt_id)
+            return record.conversation_id if record is not None else ""
+        ref = request.conversation_id or principal.conversation_id
+        return (canonical_conversation_id(ref) or ref) if ref else ""
 
     async def _start_new(
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str

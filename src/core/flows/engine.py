@@ -13,11 +13,9 @@ usable). Only then is the token claimed, atomically, so one answer runs once.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -188,11 +186,6 @@ class FlowEngine:
         self.turns = turns
         self.pricing = pricing or Pricing(store)
         self.tools = tools or turns.tools
-        # One message at a time per conversation on this process (transcript sequence
-        # numbers are per conversation).
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
 
     # -- sessions and intents -----------------------------------------------------------
 
@@ -265,13 +258,6 @@ class FlowEngine:
             idempotency_key=message.idempotency_key,
         )
 
-    def _lock(self, conversation_id: str) -> asyncio.Lock:
-        lock = self._locks.get(conversation_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[conversation_id] = lock
-        return lock
-
     async def send_message(self, principal: Principal, message: FlowMessage) -> FlowReply:
         if self.turns.draining:
             raise SwitchboardError(Code.UNAVAILABLE, Reason.SHUTTING_DOWN,
@@ -307,8 +293,9 @@ class FlowEngine:
             self.turns.rate_limiter.check_request(
                 principal.key_id, RateLimit.from_settings(org.settings.extra))
             await self.turns.budgets.check(org, TurnRequest(message=message.text))
-        lock = self._lock(conversation.id)
-        async with lock:
+        # The same per-conversation lock as chat turns: a flow message and a chat turn on
+        # one conversation must not take the same sequence numbers.
+        async with self.turns.conversation_locks.hold(conversation.id):
             running = self.turns.live.get(conversation.id)
             if running is not None and not running.done:
                 raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
