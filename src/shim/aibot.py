@@ -375,7 +375,7 @@ async def _reconnect(request: web.Request, conversation_id: str) -> web.StreamRe
         after_seq = last_event_id(request)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    call = resume_stream(request, conversation_id, after_seq)
+    call = resume_stream(request, conversation_id, after_seq, DIALECT)
     try:
         return await relay_resumed(
             request, call, _render, _send_error,
@@ -402,7 +402,7 @@ async def stop(request: web.Request) -> web.Response:
         conversation_id = body.get("conversationId")
         if not isinstance(conversation_id, str) or not conversation_id:
             raise BadRequest("conversationId is required", field="conversationId")
-        reply = await stop_turn(request, conversation_id)
+        reply = await stop_turn(request, conversation_id, DIALECT)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
     except web.HTTPRequestEntityTooLarge:

@@ -31,6 +31,7 @@ from shim.core_client import CoreError
 from shim.halo_errors import error_body, error_response
 from shim.halo_openapi import COMPONENTS, PATHS
 from shim.halo_wire import (
+    DIALECT,
     action_json,
     action_record,
     actions_record,
@@ -272,7 +273,7 @@ async def stop(request: web.Request) -> web.Response:
     the final `__ACTIONS__` record."""
     try:
         session = _session_param((await read_json_object(request)).get("session_id"))
-        reply = await stop_turn(request, session)
+        reply = await stop_turn(request, session, DIALECT)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
     except web.HTTPRequestEntityTooLarge:
@@ -303,7 +304,7 @@ async def resume(request: web.Request) -> web.StreamResponse:
         skip = _offset(request.query.get("offset"))
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    stream = resume_stream(request, session, None)
+    stream = resume_stream(request, session, None, DIALECT)
     try:
         first = await stream.first_or_none()
     except CoreCallError as exc:

@@ -25,7 +25,7 @@ from typing import Final
 from aiohttp import web
 
 from shim.app import CORE
-from shim.common import BadRequest, TurnStream, call_metadata
+from shim.common import BadRequest, TurnStream, call_metadata, origin_of
 from shim.sse import Render, RenderError, relay
 from switchboard.v1 import chat_pb2, events_pb2
 
@@ -61,13 +61,13 @@ def has_last_event_id(request: web.Request) -> bool:
 
 
 def resume_stream(request: web.Request, conversation_id: str,
-                  after_seq: int | None) -> TurnStream:
+                  after_seq: int | None, dialect: str) -> TurnStream:
     """The core's ResumeStream: events after `after_seq`, or (None) the latest turn from its
     first event, then the live turn."""
     call = request.app[CORE].chat.ResumeStream(
         chat_pb2.ResumeStreamRequest(
             conversation_id=conversation_id, after_seq=after_seq or 0,
-            latest_turn=after_seq is None,
+            latest_turn=after_seq is None, origin=origin_of(request), dialect=dialect,
         ),
         metadata=call_metadata(request),
     )

@@ -242,7 +242,7 @@ async def _resume(request: web.Request, conversation_id: str, slug: str) -> web.
     except BadRequest as exc:
         return error_response(exc.as_core_error(), slug)
     render, send_error = _renderers(slug)
-    call = resume_stream(request, conversation_id, after_seq)
+    call = resume_stream(request, conversation_id, after_seq, DIALECT)
     try:
         return await relay_resumed(
             request, call, render, send_error,
@@ -272,7 +272,7 @@ async def handle_stop(request: web.Request) -> web.Response:
         conversation_id = body.get("conversationId")
         if not isinstance(conversation_id, str) or not conversation_id:
             raise BadRequest("conversationId is required", field="conversationId")
-        reply = await stop_turn(request, conversation_id)
+        reply = await stop_turn(request, conversation_id, DIALECT)
     except BadRequest as exc:
         return error_response(exc.as_core_error(), slug)
     except web.HTTPRequestEntityTooLarge:

@@ -187,6 +187,17 @@ class TurnEngine:
             )
         return conversation
 
+    async def _admit_caller(self, principal: Principal, origin: str, dialect: str) -> Organisation:
+        """The key's organisation, once the browser origin and the dialect's key rules allow
+        the call (every route that reads or changes a conversation goes through here)."""
+        org = await self.store.get_org(principal.org_id)
+        if org is None:
+            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
+        self._check_origin(principal, org.settings.allowed_origins, origin)
+        if dialect in SECRET_KEY_DIALECTS:
+            require_kind(principal, KeyKind.SECRET)
+        return org
+
     def _check_origin(self, principal: Principal, allowed: tuple[str, ...], origin: str) -> None:
         """Publishable keys only work from the organisation's allowed origins when called from
         a browser (an Origin header); server-side calls carry no Origin."""
@@ -207,12 +218,7 @@ class TurnEngine:
                 Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down; retry shortly."
             )
         mode = intake.validate(request)
-        org = await self.store.get_org(principal.org_id)
-        if org is None:
-            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
-        self._check_origin(principal, org.settings.allowed_origins, request.origin)
-        if request.dialect in SECRET_KEY_DIALECTS:
-            require_kind(principal, KeyKind.SECRET)
+        org = await self._admit_caller(principal, request.origin, request.dialect)
         client_tools.validate_client_tools(request.client_tools)
         if not request.idempotency_key:
             return await self._admit_and_start(principal, org, request, mode)
@@ -607,7 +613,9 @@ class TurnEngine:
         with self.rate_limiter.stream_slot(principal.key_id, limit):
             yield
 
-    async def stop(self, principal: Principal, conversation_id: str) -> tuple[bool, str]:
+    async def stop(self, principal: Principal, conversation_id: str, origin: str = "",
+                   dialect: str = "") -> tuple[bool, str]:
+        await self._admit_caller(principal, origin, dialect)
         conversation = await self.resolve_conversation(principal, conversation_id)
         live = self.live.get(conversation.id)
         if live is None or live.done:
@@ -618,10 +626,11 @@ class TurnEngine:
 
     async def follow_conversation(
         self, principal: Principal, conversation_id: str, after_seq: int,
-        latest_turn: bool = False,
+        latest_turn: bool = False, origin: str = "", dialect: str = "",
     ) -> AsyncIterator[Event]:
         """Replay a conversation's events after `after_seq` (or from the start of its latest
         turn) from the store, then follow the live turn (if any) without gap or duplicate."""
+        await self._admit_caller(principal, origin, dialect)
         conversation = await self.resolve_conversation(principal, conversation_id)
         live = self.live.get(conversation.id)
         if latest_turn:

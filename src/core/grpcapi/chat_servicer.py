@@ -111,7 +111,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.StopTurnRequest, context: Context
     ) -> chat_pb2.StopTurnResponse:
         try:
-            stopped, turn_id = await self.engine.stop(current_principal(), request.conversation_id)
+            stopped, turn_id = await self.engine.stop(
+                current_principal(), request.conversation_id, request.origin, request.dialect
+            )
         except SwitchboardError as exc:
             await abort(context, exc)
             raise
@@ -124,7 +126,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         try:
             async with self.engine.stream_slot(principal):
                 events = self.engine.follow_conversation(
-                    principal, request.conversation_id, request.after_seq, request.latest_turn
+                    principal, request.conversation_id, request.after_seq, request.latest_turn,
+                    request.origin, request.dialect,
                 )
                 async for event in events:
                     yield chat_pb2.ResumeStreamResponse(event=convert.event_pb(event))

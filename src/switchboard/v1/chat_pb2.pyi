@@ -198,10 +198,14 @@ class ConverseResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_events_pb2.ChatEvent, _Mapping]] = ...) -> None: ...
 
 class StopTurnRequest(_message.Message):
-    __slots__ = ("conversation_id",)
+    __slots__ = ("conversation_id", "origin", "dialect")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    DIALECT_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
-    def __init__(self, conversation_id: _Optional[str] = ...) -> None: ...
+    origin: str
+    dialect: str
+    def __init__(self, conversation_id: _Optional[str] = ..., origin: _Optional[str] = ..., dialect: _Optional[str] = ...) -> None: ...
 
 class StopTurnResponse(_message.Message):
     __slots__ = ("stopped", "turn_id")
@@ -212,14 +216,18 @@ class StopTurnResponse(_message.Message):
     def __init__(self, stopped: _Optional[bool] = ..., turn_id: _Optional[str] = ...) -> None: ...
 
 class ResumeStreamRequest(_message.Message):
-    __slots__ = ("conversation_id", "after_seq", "latest_turn")
+    __slots__ = ("conversation_id", "after_seq", "latest_turn", "origin", "dialect")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     LATEST_TURN_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    DIALECT_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     after_seq: int
     latest_turn: bool
-    def __init__(self, conversation_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., latest_turn: _Optional[bool] = ...) -> None: ...
+    origin: str
+    dialect: str
+    def __init__(self, conversation_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., latest_turn: _Optional[bool] = ..., origin: _Optional[str] = ..., dialect: _Optional[str] = ...) -> None: ...
 
 class ResumeStreamResponse(_message.Message):
     __slots__ = ("event",)
