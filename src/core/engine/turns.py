@@ -11,6 +11,7 @@ can always read the reply back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -243,9 +244,7 @@ class TurnEngine:
         # the registration of the new one must not interleave (they would share sequence
         # numbers). A new conversation has no rival.
         key = await self._conversation_key(principal, request)
-        if not key:
-            return await self._start_new(principal, org, request, mode)
-        async with self.conversation_locks.hold(key):
+        async with self.conversation_locks.hold(key) if key else contextlib.nullcontext():
             if request.resume is not None:
                 return await self._resume_turn(principal, request)
             return await self._start_new(principal, org, request, mode)
