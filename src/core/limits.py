@@ -24,6 +24,11 @@ MAX_AGENT_STEPS = 8  # model calls per turn (tool loops)
 # transport limit and an oversized body is refused by the shim with its dialect's 413.
 MAX_REQUEST_BODY_BYTES = 40 * 1024 * 1024
 MAX_GRPC_MESSAGE_BYTES = 48 * 1024 * 1024
+# Nesting of a JSON request body (objects and arrays; the body itself is level 1).
+# protobuf parsers refuse messages nested deeper than 100 levels and every JSON level is
+# two levels of a Struct (Value, then Struct or ListValue), so deeper bodies could not be
+# carried to the core; JSON Schemas and context values stay far below it.
+MAX_JSON_DEPTH = 32
 MAX_CONCURRENT_RPCS = 10_000  # mostly idle streams; per-key caps bound each tenant
 
 # Turn lifecycle

@@ -29,12 +29,12 @@ from shim.common import (
     BadRequest,
     CoreCallError,
     TurnStream,
-    origin_of,
     read_json_object,
     stop_turn,
     stream_chat,
 )
 from shim.core_client import CoreError
+from shim.headers import idempotency_key, origin
 from shim.resume import has_last_event_id, last_event_id, relay_resumed, resume_stream
 from shim.sse import EventStream, relay
 from switchboard.v1 import chat_pb2, events_pb2
@@ -66,7 +66,7 @@ def error_body(error: CoreError) -> dict[str, Any]:
         "type": "error",
         "status": status,
         "code": error.reason or error.code.lower(),
-        "message": error.message or "Internal error.",
+        "message": status_map.public_message(error, status),
     }
     if error.details:
         body["details"] = error.details
@@ -328,12 +328,12 @@ def _too_large() -> CoreError:
 async def send_message(request: web.Request) -> web.StreamResponse:
     try:
         turn = parse(await read_json_object(request), request.match_info["AgentId"],
-                     origin_of(request))
+                     origin(request))
+        turn.idempotency_key = idempotency_key(request)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
     except web.HTTPRequestEntityTooLarge:
         return error_response(_too_large())
-    turn.idempotency_key = request.headers.get("Idempotency-Key", "")
     if turn.conversation_id and has_last_event_id(request):
         # A reconnect (e.g. fetch-event-source retrying its POST): resume, send nothing.
         return await _reconnect(request, turn.conversation_id)

@@ -3,7 +3,6 @@ core errors into dialect envelopes without ever leaking a stack trace."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,8 +10,16 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from shim import json_body
 from shim.app import CORE
-from shim.core_client import CoreError, decode_error, forward_metadata
+from shim.core_client import (
+    CoreError,
+    RefusedCall,
+    decode_error,
+    forward_metadata,
+    header_text,
+    oversized,
+)
 from switchboard.v1 import chat_pb2, events_pb2
 
 log = logging.getLogger("switchboard.shim")
@@ -43,9 +50,11 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("Request body must be a JSON object.")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Request body is not valid JSON.") from None
+        # Also refuses what JSON allows but protobuf cannot carry (NaN, 1e400, lone
+        # surrogates, deep nesting), which would otherwise fail later as a 500.
+        data = json_body.loads(raw)
+    except json_body.InvalidBody as exc:
+        raise BadRequest(str(exc)) from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object.")
     return data
@@ -56,14 +65,19 @@ def call_metadata(request: web.Request) -> list[tuple[str, str]]:
 
 
 def origin_of(request: web.Request) -> str:
-    return request.headers.get("Origin", "")
+    return header_text(request, "Origin")
 
 
 async def run_chat(request: web.Request, turn: chat_pb2.TurnInput) -> chat_pb2.ChatResponse:
-    """Unary turn; raises CoreError."""
+    """Unary turn; raises CoreCallError (a request too large for the channel: a
+    `payload_too_large` one, without calling the core)."""
+    message = chat_pb2.ChatRequest(turn=turn)
+    too_large = oversized(message)
+    if too_large is not None:
+        raise CoreCallError(too_large)
     try:
         reply: chat_pb2.ChatResponse = await request.app[CORE].chat.Chat(
-            chat_pb2.ChatRequest(turn=turn), metadata=call_metadata(request)
+            message, metadata=call_metadata(request)
         )
         return reply
     except grpc.aio.AioRpcError as exc:
@@ -118,9 +132,13 @@ class TurnStream:
 
 
 def stream_chat(request: web.Request, turn: chat_pb2.TurnInput) -> TurnStream:
-    call = request.app[CORE].chat.StreamChat(
-        chat_pb2.StreamChatRequest(turn=turn), metadata=call_metadata(request)
-    )
+    """A streaming turn. A request too large for the channel is not sent: the stream's
+    `first()` raises its `payload_too_large` CoreCallError, as for any refusal."""
+    message = chat_pb2.StreamChatRequest(turn=turn)
+    too_large = oversized(message)
+    if too_large is not None:
+        return TurnStream(RefusedCall(CoreCallError(too_large)))
+    call = request.app[CORE].chat.StreamChat(message, metadata=call_metadata(request))
     return TurnStream(call)
 
 

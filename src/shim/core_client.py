@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -88,13 +89,64 @@ class CoreClient:
         await self.channel.close()
 
 
+def _metadata_safe(value: str) -> bool:
+    """gRPC metadata values are printable ASCII. aiohttp hands over header bytes as UTF-8
+    (undecodable bytes as lone surrogates): anything else cannot be sent to the core."""
+    return value.isascii() and value.isprintable()
+
+
 def forward_metadata(request: web.Request, **extra: str) -> list[tuple[str, str]]:
-    """The caller's credentials and origin, as gRPC metadata for the core."""
+    """The caller's credentials and origin, as gRPC metadata for the core. A value gRPC
+    cannot carry (e.g. `Bearer ключ`) is left out: no key matches it anyway, so the core
+    answers as for a missing header (401), never a 500."""
     md = []
     auth = request.headers.get("Authorization")
-    if auth:
+    if auth and _metadata_safe(auth):
         md.append(("authorization", auth))
     for key, value in extra.items():
-        if value:
+        if value and _metadata_safe(value):
             md.append((key.replace("_", "-"), value))
     return md
+
+
+def header_text(request: web.Request, name: str) -> str:
+    """A descriptive header (`Origin`, `User-Agent`) as text for a protobuf string field.
+    aiohttp decodes header bytes as UTF-8 with `surrogateescape`, leaving lone surrogates
+    for bytes that are not UTF-8, which protobuf refuses; they become U+FFFD here, so an
+    origin stays an origin (one no allow-list matches) rather than turning into none."""
+    value = request.headers.get(name, "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def oversized(message: Message) -> CoreError | None:
+    """The error for a request too large for the gRPC channel (a 413 in every dialect),
+    or None. Checked before sending: gRPC itself would fail the call with a bare
+    RESOURCE_EXHAUSTED (no reason; read as a rate limit) and a transport message. A body
+    within the HTTP limit can still be larger as protobuf (a JSON array of numbers grows
+    about 5x as a Struct)."""
+    if message.ByteSize() <= MAX_MESSAGE_BYTES:
+        return None
+    return CoreError("INVALID_ARGUMENT", "payload_too_large",
+                     f"The request is too large (over {MAX_MESSAGE_BYTES // (1024 * 1024)} "
+                     f"MiB once encoded for the core).")
+
+
+class RefusedCall:
+    """A streaming call refused before it was sent: iterating it raises `error` at once,
+    so callers report it exactly like a call that the core refused."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def __aiter__(self) -> RefusedCall:
+        return self
+
+    async def __anext__(self) -> Any:
+        raise self._error
+
+    def cancel(self) -> bool:
+        return False

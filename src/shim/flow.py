@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from datetime import UTC
 from typing import Any
 
@@ -24,8 +25,9 @@ from google.protobuf import json_format, struct_pb2
 
 from shim import cors, openapi
 from shim.app import CORE
-from shim.common import BadRequest, call_metadata, origin_of, read_json_object
-from shim.core_client import CoreError, decode_error
+from shim.common import BadRequest, call_metadata, read_json_object
+from shim.core_client import CoreError, decode_error, oversized
+from shim.headers import idempotency_key, origin
 from switchboard.v1 import chat_pb2, flow_pb2, flow_pb2_grpc
 
 log = logging.getLogger("switchboard.shim.flow")
@@ -129,7 +131,8 @@ def error_response(error: CoreError) -> web.Response:
     status, _ = status_and_code(error)
     headers = {}
     if error.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
+        # Whole seconds, rounded up: a client retrying on time must not be refused again.
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     return web.json_response(error_body(error), status=status, headers=headers)
 
 
@@ -259,19 +262,29 @@ def _stub(request: web.Request) -> flow_pb2_grpc.FlowServiceStub:
 
 
 async def _call(request: web.Request, method: str, message: Any) -> Any:
+    too_large = oversized(message)  # gRPC would refuse it with a bare RESOURCE_EXHAUSTED
+    if too_large is not None:
+        raise _Invalid(too_large)
     try:
         return await getattr(_stub(request), method)(message, metadata=call_metadata(request))
     except grpc.aio.AioRpcError as exc:
         raise _Invalid(decode_error(exc)) from None
 
 
+def _too_large() -> CoreError:
+    return CoreError("INVALID_ARGUMENT", "payload_too_large", "The request body is too large.")
+
+
 async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    if optional and not (await request.read()).strip():
-        return {}
     try:
+        if optional and not (await request.read()).strip():
+            return {}
         return await read_json_object(request)
     except BadRequest as exc:
         raise _Invalid(exc.as_core_error()) from None
+    except web.HTTPRequestEntityTooLarge:
+        # aiohttp's own answer would be a plain-text 413, not this dialect's envelope.
+        raise _Invalid(_too_large()) from None
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -284,7 +297,7 @@ async def create_session(request: web.Request) -> web.Response:
                 raise _Invalid(_validation(key, f"{key} must be a string"))
             fields[attr] = value or ""
         reply = await _call(request, "CreateSession", flow_pb2.CreateSessionRequest(
-            origin=origin_of(request), **fields))
+            origin=origin(request), **fields))
     except _Invalid as exc:
         return error_response(exc.error)
     return web.json_response({
@@ -299,10 +312,12 @@ async def create_session(request: web.Request) -> web.Response:
 async def send_message(request: web.Request) -> web.Response:
     try:
         message = parse_message(await _body(request))
-        message.idempotency_key = request.headers.get("Idempotency-Key", "")
+        message.idempotency_key = idempotency_key(request)
         reply = await _call(request, "SendMessage", message)
     except _Invalid as exc:
         return error_response(exc.error)
+    except BadRequest as exc:
+        return error_response(exc.as_core_error())
     return web.json_response({"reply": reply_json(reply.reply)})
 
 

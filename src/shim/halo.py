@@ -21,13 +21,12 @@ from shim.common import (
     BadRequest,
     CoreCallError,
     TurnStream,
-    origin_of,
     read_json_object,
     run_chat,
     stop_turn,
     stream_chat,
 )
-from shim.core_client import CoreError
+from shim.core_client import CoreError, header_text
 from shim.halo_errors import error_body, error_response
 from shim.halo_openapi import COMPONENTS, PATHS
 from shim.halo_wire import (
@@ -41,6 +40,7 @@ from shim.halo_wire import (
     session_id,
     stream_text,
 )
+from shim.headers import idempotency_key, origin
 from shim.resume import resume_stream
 from switchboard.v1 import chat_pb2, events_pb2
 
@@ -62,13 +62,13 @@ def _too_large() -> CoreError:
 async def _turn_input(request: web.Request) -> chat_pb2.TurnInput:
     """The request as a TurnInput; raises BadRequest or HTTPRequestEntityTooLarge."""
     body = await read_json_object(request)
-    metadata = {"user_agent": request.headers.get("User-Agent", "")[:256]}
+    metadata = {"user_agent": header_text(request, "User-Agent")[:256]}
     if request.remote:
         metadata["client_ip"] = request.remote
     return parse_turn(
         body,
-        origin=origin_of(request),
-        idempotency_key=request.headers.get("Idempotency-Key", ""),
+        origin=origin(request),
+        idempotency_key=idempotency_key(request),
         metadata=metadata,
     )
 

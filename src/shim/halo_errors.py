@@ -123,12 +123,14 @@ def error_body(error: CoreError) -> dict[str, Any]:
 
 
 def error_response(error: CoreError) -> web.Response:
-    """The Halo error envelope with its status (and Retry-After when the core gave one)."""
+    """The Halo error envelope with its status (and Retry-After on 429 and 503)."""
     status, _ = status_and_code(error)
     headers = {}
     if error.retry_after_s is not None:
         # Whole seconds, rounded up: a client retrying on time must not be refused again.
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    elif status == 503:
+    elif status in (429, 503):
+        # Documented on every 429 and 503, also when the core gave no delay (a turn
+        # already running in the session).
         headers["Retry-After"] = "1"
     return web.json_response(error_body(error), status=status, headers=headers)

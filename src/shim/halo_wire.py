@@ -39,6 +39,12 @@ def _optional(body: dict[str, Any], name: str, kind: type, label: str) -> Any:
     return value
 
 
+def _present(data: dict[str, Any], name: str, default: Any) -> Any:
+    """`data[name]`, or `default` when it is absent or null (null means absent)."""
+    value = data.get(name)
+    return default if value is None else value
+
+
 def _struct(data: dict[str, Any], name: str) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     try:
@@ -65,8 +71,8 @@ def _context(raw: dict[str, Any]) -> dict[str, chat_pb2.ContextItem]:
         name = f"context.{key}"
         if not isinstance(entry, dict):
             raise BadRequest(f"{name} must be an object {{label, type?, value}}.", field=name)
-        label = entry.get("label", key)
-        kind = entry.get("type") or ""
+        label = _present(entry, "label", key)
+        kind = _present(entry, "type", "")
         if not isinstance(label, str) or not isinstance(kind, str):
             raise BadRequest(f"{name}.label and {name}.type must be strings.", field=name)
         if "value" not in entry:
@@ -83,8 +89,8 @@ def _history(raw: list[Any]) -> list[chat_pb2.HistoryMessage]:
         name = f"conversation_history[{index}]"
         if not isinstance(item, dict):
             raise BadRequest(f"{name} must be an object.", field="conversation_history")
-        role = item.get("speaker", item.get("role"))
-        text = item.get("text", item.get("content"))
+        role = _present(item, "speaker", item.get("role"))
+        text = _present(item, "text", item.get("content"))
         if not isinstance(role, str) or not isinstance(text, str):
             raise BadRequest(
                 f"{name} needs a speaker (or role) and a text (or content) string.",

@@ -31,6 +31,7 @@ from shim.common import (
     stream_chat,
 )
 from shim.core_client import CoreError
+from shim.headers import idempotency_key
 from shim.resume import has_last_event_id, last_event_id, relay_resumed, resume_stream
 from shim.sse import EventStream, Render, RenderError, relay
 from switchboard.v1 import chat_pb2, events_pb2
@@ -91,7 +92,7 @@ def message_of(error: CoreError, slug: str) -> str:
         return UNAUTHORIZED
     if error.reason == "agent_not_found":
         return f"Agent with slug '{slug}' not found"
-    return error.message or "Internal server error"
+    return status_map.public_message(error, status_of(error))
 
 
 def envelope(error: CoreError, slug: str) -> tuple[int, dict[str, Any]]:
@@ -106,8 +107,11 @@ def envelope(error: CoreError, slug: str) -> tuple[int, dict[str, Any]]:
 def error_response(error: CoreError, slug: str) -> web.Response:
     status, body = envelope(error, slug)
     headers = {}
-    if status == 429 and error.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    if status in (429, 503):
+        # Whole seconds, rounded up, at least 1. The spec tells clients to retry 429s (and
+        # 500s); a 503 (shutting down, provider unavailable) is as transient.
+        retry_after = error.retry_after_s if error.retry_after_s is not None else 1
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -156,12 +160,12 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
     slug = request.match_info["slug"]
     try:
         turn, stream = parse(await read_json_object(request), slug)
+        turn.idempotency_key = idempotency_key(request)
     except BadRequest as exc:
         return error_response(exc.as_core_error(), slug)
     except web.HTTPRequestEntityTooLarge:
         return error_response(CoreError("INVALID_ARGUMENT", "payload_too_large",
                                         "Request body is too large"), slug)
-    turn.idempotency_key = request.headers.get("Idempotency-Key", "")
     if stream and turn.conversation_id and has_last_event_id(request):
         # A reconnect (e.g. fetch-event-source retrying its POST): resume, send nothing.
         return await _resume(request, turn.conversation_id, slug)

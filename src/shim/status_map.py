@@ -13,6 +13,8 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
+from shim.core_client import CoreError
+
 BY_CODE: Final = MappingProxyType({
     "OK": 500,
     "CANCELLED": 499,
@@ -78,3 +80,31 @@ BY_REASON: Final = MappingProxyType({
 def http_status(code: str, reason: str = "") -> int:
     """The generic HTTP status of a core error."""
     return BY_REASON.get(reason) or BY_CODE.get(code, 500)
+
+
+# Messages for errors the core did not describe (no ErrorInfo reason): gRPC's own, whose
+# text (peer addresses, "CLIENT: Sent message larger than max ...") is not for clients.
+GENERIC_MESSAGES: Final = MappingProxyType({
+    400: "The request is invalid.",
+    401: "Invalid or missing API key.",
+    403: "This key may not do that.",
+    404: "Not found.",
+    409: "The request conflicts with the current state; retry later.",
+    410: "This is no longer available.",
+    413: "The request is too large.",
+    422: "The request cannot be processed.",
+    429: "Too many requests; retry shortly.",
+    499: "The request was cancelled.",
+    500: "Internal error.",
+    501: "Not implemented.",
+    503: "The service is temporarily unavailable; retry shortly.",
+    504: "The request timed out.",
+})
+
+
+def public_message(error: CoreError, status: int) -> str:
+    """The message a client may see: the core's own when it described the error (it has
+    a reason), else the generic one for the HTTP status."""
+    if error.reason and error.message:
+        return error.message
+    return GENERIC_MESSAGES.get(status, GENERIC_MESSAGES[500])

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import Reason
 from harness import SECRET, WIDGET, Harness
-from shim import aibot
+from shim import aibot, status_map
 from shim.core_client import CoreError
 
 PATH = "/v1/aibot/bots/{}/send-message"
@@ -359,3 +359,24 @@ def test_error_envelope(error: CoreError, status: int) -> None:
     assert body["type"] == "error" and body["status"] == status
     if status == 429:
         assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("error", [
+    CoreError("RESOURCE_EXHAUSTED", "", "CLIENT: Sent message larger than max (55 vs. 50)"),
+    CoreError("UNAVAILABLE", "", "failed to connect to all addresses; 10.0.0.7:50051"),
+    CoreError("INTERNAL", "", "Exception serializing request!"),
+])
+def test_transport_errors_never_leak_their_details(error: CoreError) -> None:
+    """Without a reason the error is gRPC's own: a generic message for its status."""
+    body = aibot.error_body(error)
+    assert body["message"] == status_map.GENERIC_MESSAGES[body["status"]]
+
+
+def test_core_messages_are_kept() -> None:
+    error = CoreError("INVALID_ARGUMENT", "invalid_tools", "tools[0].name is too long")
+    assert aibot.error_body(error)["message"] == "tools[0].name is too long"
+
+
+def test_every_mapped_status_has_a_generic_message() -> None:
+    statuses = set(status_map.BY_REASON.values()) | set(status_map.BY_CODE.values())
+    assert statuses <= set(status_map.GENERIC_MESSAGES)

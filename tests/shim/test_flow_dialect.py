@@ -166,6 +166,20 @@ async def test_text_length_boundary(sb: Harness, text: str, status: int) -> None
         assert body["error"]["details"][0]["field"] == "text"
 
 
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"text": "x"}, {"intentName"}),
+    ({"text": "x", "intentName": ""}, {"intentName"}),
+    ({}, {"text", "intentName"}),
+])
+async def test_intent_name_is_required_for_a_new_execution(
+        sb: Harness, body: dict[str, Any], fields: set[str]) -> None:
+    s = await new_session(sb)
+    status, out = await message(sb, s["token"], body)
+    assert status == 422 and out["error"]["code"] == "validation_failed", out
+    assert {(d["field"], d["code"]) for d in out["error"]["details"]} == {
+        (f, "required") for f in fields}
+
+
 async def test_unknown_intent_is_422_naming_the_allowed_ones(sb: Harness) -> None:
     s = await new_session(sb)
     status, body = await message(sb, s["token"], {"text": "x", "intentName": "nope"})
@@ -279,6 +293,16 @@ def test_every_reason_and_grpc_code_is_mapped() -> None:
 ])
 def test_documented_statuses(reason: str, status: int) -> None:
     assert flow.status_and_code(CoreError("INVALID_ARGUMENT", reason, "m"))[0] == status
+
+
+@pytest.mark.parametrize(("retry_after_s", "header"), [
+    (0.2, "1"), (1.0, "1"), (1.2, "2"), (1.5, "2"), (2.0, "2"), (59.01, "60"),
+])
+def test_retry_after_is_whole_seconds_rounded_up(retry_after_s: float, header: str) -> None:
+    """A client that waits as told must not be refused again: never rounded down."""
+    error = CoreError("RESOURCE_EXHAUSTED", "rate_limited", "slow down",
+                      retry_after_s=retry_after_s)
+    assert flow.error_response(error).headers["Retry-After"] == header
 
 
 def test_unknown_reason_falls_back_on_the_grpc_code() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from typing import Any
 
 from test_flow_dialect import MESSAGES, new_session
 
+from core import limits
 from harness import Harness
 
 
@@ -78,3 +80,21 @@ async def test_budget_refusal_is_429(sb: Harness) -> None:
     status, raw, headers = await _send(
         sb, session["token"], {"text": "check my order", "intentName": "order_status"})
     assert status == 429 and b"budget_exceeded" in raw and "Retry-After" in headers
+
+
+async def test_idempotency_key_length_boundary(sb: Harness) -> None:
+    """The same limit as every other route (core.limits.MAX_IDEMPOTENCY_KEY_CHARS), reported
+    as the flow's validation_failed."""
+    session = await new_session(sb)
+    body = {"text": "check order", "intentName": "order_status"}
+    status, raw, _ = await _send(sb, session["token"], body,
+                                 key="k" * limits.MAX_IDEMPOTENCY_KEY_CHARS)
+    assert status == 200, raw
+    status, raw, _ = await _send(sb, session["token"], body,
+                                 key="k" * (limits.MAX_IDEMPOTENCY_KEY_CHARS + 1))
+    assert status == 422, raw
+    error = json.loads(raw)["error"]
+    assert error["code"] == "validation_failed"
+    assert [(d["field"], d["code"]) for d in error["details"]] == [
+        ("Idempotency-Key", "too_long")]
+    assert await _executions(sb) == 1

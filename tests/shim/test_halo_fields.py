@@ -219,6 +219,22 @@ async def test_context_merges_with_stored_context_request_wins(echo: Harness) ->
     assert user.context["page"] == {"label": "Page", "type": "", "value": "/home"}
 
 
+async def test_null_context_label_and_type_mean_absent(echo: Harness) -> None:
+    context = {"plan": {"label": None, "type": None, "value": "pro"}}
+    status, reply = await post(echo, body(user_id="u5", context=context))
+    assert status == 200, reply
+    user = await echo.core.store.get_end_user(echo.org_id, "u5")
+    assert user is not None
+    assert user.context["plan"] == {"label": "plan", "type": "", "value": "pro"}
+
+
+@pytest.mark.parametrize("entry", [{"label": 5, "value": 1}, {"type": False, "value": 1}])
+async def test_context_label_and_type_must_be_strings(echo: Harness,
+                                                      entry: dict[str, Any]) -> None:
+    status, reply = await post(echo, body(context={"plan": entry}))
+    assert status == 400 and reply["error"]["field"] == "context.plan"
+
+
 async def test_anonymous_context_carries_over_within_the_session(echo: Harness) -> None:
     _, reply = await post(echo, body(context={"a": {"label": "A", "value": 1}}))
     session = reply["session_id"]
@@ -280,6 +296,17 @@ async def test_conversation_history_seeds_a_new_session_only(echo: Harness) -> N
                           conversation_history=[{"speaker": "user", "text": "ignored"}]))
     later = [m.content for m in await messages(echo, reply["session_id"])]
     assert "ignored" not in later
+
+
+async def test_null_history_text_or_speaker_falls_back_on_content_or_role(
+        echo: Harness) -> None:
+    history = [{"speaker": "user", "text": None, "content": "My export fails"},
+               {"speaker": None, "role": "agent", "content": "Which format?"}]
+    status, reply = await post(echo, body(message="CSV", conversation_history=history))
+    assert status == 200, reply
+    transcript = [(m.role, m.content) for m in await messages(echo, reply["session_id"])]
+    assert transcript[:3] == [("user", "My export fails"), ("assistant", "Which format?"),
+                              ("user", "CSV")]
 
 
 async def test_conversation_history_count_boundary(echo: Harness) -> None:

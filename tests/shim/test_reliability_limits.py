@@ -167,3 +167,21 @@ async def test_one_key_at_its_limit_does_not_limit_another(sbc: tuple[Harness, F
     assert (await post(sb, "slug"))[0] == 200
     assert (await post(sb, "slug"))[0] == 429
     assert (await post(sb, "halo"))[0] == 200  # the widget key has its own bucket
+
+
+async def test_halo_turn_in_progress_is_429_with_retry_after(sb: Harness) -> None:
+    """docs/halo.md: every 429 carries Retry-After, also this one, for which the core gives
+    no delay (the running turn's length is unknown)."""
+    await sb.scripted_agent("slow", reply="slow " * 200, delay_ms=20)
+    auth = {"Authorization": f"Bearer {WIDGET}"}
+    async with sb.http.post("/api/sdk/chat/stream", json={"message": "hi", "agent_id": "slow"},
+                            headers=auth) as held:
+        assert held.status == 200
+        await held.content.readany()
+        async with sb.http.post("/api/sdk/chat", json={
+                "message": "again", "agent_id": "slow",
+                "session_id": held.headers["X-Session-Id"]}, headers=auth) as resp:
+            assert resp.status == 429
+            assert (await resp.json())["error"]["code"] == "turn_in_progress"
+            assert resp.headers["Retry-After"] == "1"
+        held.close()

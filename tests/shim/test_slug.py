@@ -15,7 +15,7 @@ import pytest
 from core.errors import Reason
 from core.providers.scripted import split_tokens
 from harness import SECRET, WIDGET, Harness, auth
-from shim import slug
+from shim import slug, status_map
 from shim.core_client import CoreError
 from switchboard.v1 import chat_pb2, events_pb2
 
@@ -296,3 +296,26 @@ def test_envelope_for_transport_and_server_errors(error: CoreError, status: int,
     assert response.status == status
     if status == 429:
         assert response.headers["Retry-After"] == "2"
+
+
+@pytest.mark.parametrize("error", [
+    CoreError("RESOURCE_EXHAUSTED", "", "CLIENT: Sent message larger than max (55 vs. 50)"),
+    CoreError("UNAVAILABLE", "", "failed to connect to all addresses; 10.0.0.7:50051"),
+    CoreError("INTERNAL", "", "Exception serializing request!"),
+])
+def test_transport_errors_never_leak_their_details(error: CoreError) -> None:
+    """Without a reason the error is gRPC's own: a generic message for its status."""
+    status, body = slug.envelope(error, "x")
+    assert body["error"]["message"] == status_map.GENERIC_MESSAGES[status]
+
+
+@pytest.mark.parametrize(("error", "header"), [
+    (CoreError("UNAVAILABLE", "shutting_down", "Server is shutting down; retry shortly."), "1"),
+    (CoreError("UNAVAILABLE", "provider_error", "The model provider failed."), "1"),
+    (CoreError("UNAVAILABLE", "", "connection refused"), "1"),
+    (CoreError("RESOURCE_EXHAUSTED", "rate_limited", "slow down"), "1"),
+    (CoreError("RESOURCE_EXHAUSTED", "budget_exceeded", "spent", retry_after_s=7.2), "8"),
+])
+def test_retryable_statuses_carry_retry_after(error: CoreError, header: str) -> None:
+    """The spec tells clients to retry 429s; a 503 is as transient."""
+    assert slug.error_response(error, "x").headers["Retry-After"] == header

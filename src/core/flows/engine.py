@@ -56,6 +56,8 @@ from core.flows.store import ExecutionRecord, ExecutionStatus, WaitRecord, flow_
 from core.flows.templates import as_text
 from core.flows.variables import (
     check_context,
+    check_idempotency_key,
+    check_intent,
     check_text,
     check_usage,
     check_variables,
@@ -242,8 +244,10 @@ class FlowEngine:
         variables = normalize_numbers(message.variables)
         violations = [
             *check_text(message.text, required=not message.wait_token),
+            *check_intent(message.intent_name, required=not message.wait_token),
             *check_variables(variables),
             *check_context(message.context),
+            *check_idempotency_key(message.idempotency_key),
         ]
         if message.usage is not None:
             u = message.usage

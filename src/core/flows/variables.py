@@ -12,10 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core import limits as core_limits
 from core.errors import Code, Reason, SwitchboardError
 from core.flows import limits
 
 VARIABLE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# The REST surface carries the idempotency key as a header; violations name it so.
+IDEMPOTENCY_FIELD = "Idempotency-Key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,23 @@ def check_text(text: str, *, required: bool) -> list[Violation]:
     if len(text) > limits.MAX_TEXT_CHARS:
         return [Violation("text", "too_long",
                           f"text must be at most {limits.MAX_TEXT_CHARS} characters")]
+    return []
+
+
+def check_intent(intent_name: str, *, required: bool) -> list[Violation]:
+    """A new execution names its intent (which one exists is checked when it starts)."""
+    if required and not intent_name:
+        return [Violation("intentName", "required",
+                          "intentName is required to start an execution")]
+    return []
+
+
+def check_idempotency_key(key: str) -> list[Violation]:
+    """The `Idempotency-Key` header: the same limit as for chat turns."""
+    if len(key) > core_limits.MAX_IDEMPOTENCY_KEY_CHARS:
+        return [Violation(IDEMPOTENCY_FIELD, "too_long",
+                          f"{IDEMPOTENCY_FIELD} must be at most "
+                          f"{core_limits.MAX_IDEMPOTENCY_KEY_CHARS} characters")]
     return []
 
 
