@@ -4,6 +4,7 @@ over the core's gRPC API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -305,3 +306,33 @@ async def test_concurrent_turns_on_one_conversation_never_share_sequence_numbers
         chat_pb2.ListMessagesRequest(conversation_id=first.conversation_id), metadata=auth()
     )
     assert sum(1 for m in completed.messages if m.role == "assistant") == 1 + outcomes.count("ok")
+
+
+async def test_clients_leaving_mid_start_leave_nothing_half_done(sb: Harness) -> None:
+    """Deadlines of a few milliseconds cancel handlers at every await of a turn's start
+    (inside BEGIN, between the write and the registration, ...). Afterwards the store
+    still takes writes, no conversation is stuck "in progress", and stop never hangs."""
+    await sb.scripted_agent(reply="ok")
+    await _set_org(sb, rate_limit={"rps": 1e6, "burst": 10**6})
+    first = await sb.chat_once("start", agent="scripted")
+    rng = random.Random(1)
+    for _ in range(150):
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await sb.chat.Chat(
+                chat_pb2.ChatRequest(turn=chat_pb2.TurnInput(
+                    message="hi", conversation_id=first.conversation_id)),
+                metadata=auth(), timeout=rng.uniform(0.0005, 0.006),
+            )
+    # Starts the clients abandoned still finish (shielded) and run their turns to the end.
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if not sb.core.engine.live.all():
+            break
+    assert not sb.core.engine.live.all()
+    reply = await sb.chat_once("after", conversation_id=first.conversation_id)
+    assert reply.completed.text == "ok"
+    stop = await sb.chat.StopTurn(
+        chat_pb2.StopTurnRequest(conversation_id=first.conversation_id), metadata=auth(),
+        timeout=5,
+    )
+    assert not stop.stopped

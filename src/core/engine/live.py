@@ -185,5 +185,5 @@ class LiveTurns:
         for turn in turns:
             turn.cancel(CANCEL_SHUTDOWN)
         for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, timeout=5)

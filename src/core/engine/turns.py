@@ -213,7 +213,17 @@ class TurnEngine:
     # -- starting turns -----------------------------------------------------------------
 
     async def start_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
-        """Start a turn (or attach to / replay the turn its idempotency key names)."""
+        """Start a turn (or attach to / replay the turn its idempotency key names).
+
+        Starting runs in its own task, shielded from the caller: a client that goes away
+        while its turn is being written and registered must not leave half a turn (a
+        claimed interrupt with nothing running, a registered turn with no task). If the
+        caller is gone, the started turn simply runs with nobody attached and is stored."""
+        task = asyncio.ensure_future(self._start_turn(principal, request))
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def _start_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
         if self.draining:
             raise SwitchboardError(
                 Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down; retry shortly."
@@ -655,6 +665,13 @@ class TurnEngine:
         count = await self.store.mark_running_turns(TurnStatus.CANCELLED, self.clock.now())
         if count:
             log.warning("marked %d turns left running by a previous process as cancelled", count)
+
+
+def _retrieve(task: asyncio.Future[LiveTurn]) -> None:
+    """Mark a start task's outcome as seen: its caller may have left (errors it would
+    have received need no log of their own)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def fold(events: list[Event]) -> TurnFold:

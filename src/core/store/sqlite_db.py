@@ -115,14 +115,20 @@ class Database:
         """A write transaction; commits on success, rolls back on any exception
         (cancellation included) so nothing is ever half-written."""
         assert self._writer is not None, "store is not open"
+        conn = self._writer
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            # BEGIN and COMMIT run in aiosqlite's thread and finish even when this task is
+            # cancelled mid-await. sqlite3's rollback() is a no-op outside a transaction and
+            # runs in the same queue, after whatever a cancelled caller left pending: so
+            # roll back on entry and on every failure, and shield the COMMIT.
+            await asyncio.shield(conn.rollback())
             try:
-                yield self._writer
+                await conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                await asyncio.shield(conn.commit())
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await asyncio.shield(conn.rollback())
                 raise
-            await self._writer.execute("COMMIT")
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         assert self._reader is not None, "store is not open"
