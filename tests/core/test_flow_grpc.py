@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +390,171 @@ async def test_agents_apply_reports_flow_errors_by_field(sb: Harness) -> None:
     assert "flows.ok.steps[0].ask.input.kind" in errors
     assert "flows.ok.steps[1].next" in errors
     assert "flows.ok.steps[2].tool.name" in errors
+
+
+# -- a message outlives its RPC; a broken run is stored as failed ----------------------
+
+SLOW_FLOW = """
+    name: Slow
+    slug: slow-flow
+    provider: {kind: scripted, delay_ms: 150, reply: "thinking about {message} a b c d e f"}
+    flows:
+      ask_then_think:
+        steps:
+          - ask: {text: "Your name?", input: {kind: text}, into: name}
+          - llm: "Say hi to {{name}}"
+          - end: done
+"""
+
+
+async def _turn_statuses(sb: Harness) -> list[str]:
+    rows = await sb.core.store.db.fetchall(  # type: ignore[attr-defined]
+        "SELECT status FROM turns ORDER BY created_at, first_seq")
+    return [str(r[0]) for r in rows]
+
+
+async def _execution(sb: Harness, token: str, execution_id: str) -> flow_pb2.Execution:
+    reply = await flow_stub(sb).GetExecution(
+        flow_pb2.GetExecutionRequest(execution_id=execution_id), metadata=auth(token))
+    execution: flow_pb2.Execution = reply.execution
+    return execution
+
+
+async def test_a_client_deadline_does_not_cut_the_message_short(sb: Harness) -> None:
+    """The client gives up while the llm step runs: the message still completes and is
+    stored, and the retry with the same Idempotency-Key replays it (it used to get 409
+    wait_already_used, with the execution stuck waiting and the turn left running)."""
+    await sb.apply_agent(SLOW_FLOW)
+    s = await session(sb, agent="slow-flow")
+    first = await send(sb, s.token, text="go", intent_name="ask_then_think")
+    request = flow_pb2.SendMessageRequest(wait_token=first.wait_token, text="Bo",
+                                          idempotency_key="deadline-1")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await flow_stub(sb).SendMessage(request, metadata=auth(s.token), timeout=0.5)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Retried at once, while the first attempt still runs: it waits for it and replays it.
+    retry = (await flow_stub(sb).SendMessage(request, metadata=auth(s.token))).reply
+    assert retry.status == COMPLETED and retry.execution_id == first.execution_id
+    assert "thinking about Say hi to Bo" in retry.blocks[0].payload["text"]
+    again = (await flow_stub(sb).SendMessage(request, metadata=auth(s.token))).reply
+    assert again == retry
+    assert (await _execution(sb, s.token, first.execution_id)).status == COMPLETED
+    # One run: two turns (start, answer), both completed; one model answer in the transcript.
+    assert await _turn_statuses(sb) == ["completed", "completed"]
+    listed = await sb.chat.ListMessages(
+        chat_pb2.ListMessagesRequest(conversation_id=s.conversation_id), metadata=auth())
+    assert [m.role for m in listed.messages] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_without_idempotency_key_the_message_still_completes(sb: Harness) -> None:
+    await sb.apply_agent(SLOW_FLOW)
+    s = await session(sb, agent="slow-flow")
+    first = await send(sb, s.token, text="go", intent_name="ask_then_think")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await flow_stub(sb).SendMessage(
+            flow_pb2.SendMessageRequest(wait_token=first.wait_token, text="Bo"),
+            metadata=auth(s.token), timeout=0.5)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    for _ in range(100):
+        if (await _execution(sb, s.token, first.execution_id)).status != WAITING:
+            break
+        await asyncio.sleep(0.05)
+    assert (await _execution(sb, s.token, first.execution_id)).status == COMPLETED
+    assert await _turn_statuses(sb) == ["completed", "completed"]
+
+
+@pytest.mark.parametrize("method", ["begin_turn", "commit_turn", "save_execution"])
+async def test_a_run_that_breaks_after_the_claim_is_stored_as_failed(
+        sb: Harness, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """A store failure once the wait is claimed: no turn left running, the execution failed
+    with an error block as the reply, replayed for the same Idempotency-Key, and the wait
+    token says so (it used to stay claimed with nothing saved)."""
+    s = await session(sb)
+    first = await send(sb, s.token, text="x", intent_name="order_status")
+    store = sb.core.store
+    real = getattr(store, method)
+    calls = 0
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk on fire")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, method, broken)
+    request = flow_pb2.SendMessageRequest(wait_token=first.wait_token, text="ACM-482913",
+                                          idempotency_key="broken-1")
+    reply = (await flow_stub(sb).SendMessage(request, metadata=auth(s.token))).reply
+    monkeypatch.undo()
+    assert reply.status == FAILED and not reply.wait_token
+    assert reply.blocks[-1].type == "error"
+    assert reply.blocks[-1].payload["code"] == "internal_error"
+    assert (await _execution(sb, s.token, first.execution_id)).status == FAILED
+    statuses = await _turn_statuses(sb)
+    assert "running" not in statuses and statuses[0] == "completed"
+    assert statuses[1:] == {"begin_turn": [], "commit_turn": ["failed"],
+                            "save_execution": ["completed"]}[method]
+    again = (await flow_stub(sb).SendMessage(request, metadata=auth(s.token))).reply
+    assert again == reply
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await send(sb, s.token, wait_token=first.wait_token, text="ACM-482913")
+    assert error_info(err.value).reason == "wait_already_used"
+    assert "failed" in (err.value.details() or "")
+    # The conversation goes on: a new execution runs normally.
+    assert (await send(sb, s.token, text="x", intent_name="order_status")).status == WAITING
+
+
+# -- sessions act as their key for rate limits -------------------------------------------
+
+async def _limit(sb: Harness, **rate_limit: float) -> None:
+    org = await sb.core.store.get_org(sb.org_id)
+    assert org is not None
+    await sb.core.store.update_org_settings(sb.org_id, replace(
+        org.settings, extra={**org.settings.extra, "rate_limit": rate_limit}))
+
+
+@pytest.mark.parametrize("sessions", [1, 10])
+async def test_sessions_share_their_keys_rate_limit(sb: Harness, sessions: int) -> None:
+    """Burst 2, refill negligible: a widget key gets 2 messages, through one session or ten
+    (each session used to have its own bucket)."""
+    tokens = [(await session(sb)).token for _ in range(sessions)]
+    await _limit(sb, rps=0.001, burst=2)
+    accepted, refused = 0, 0
+    for i in range(10):
+        try:
+            await send(sb, tokens[i % sessions], text="x", intent_name="order_status")
+            accepted += 1
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            refused += 1
+    assert (accepted, refused) == (2, 8)
+    # The same bucket as the key itself.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await sb.chat_once("hi", key=WIDGET)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_create_session_is_rate_limited_per_key(sb: Harness) -> None:
+    await _limit(sb, rps=0.001, burst=2)
+    await session(sb)
+    await session(sb)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await session(sb)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(err.value).reason == "rate_limited"
+    # Another key has its own bucket.
+    assert (await session(sb, key=SECRET)).token
+
+
+async def test_a_session_token_without_its_key_is_unauthenticated(sb: Harness) -> None:
+    """Tokens issued before sessions carried their key (no `k`) are refused: 401."""
+    s = await session(sb)
+    payload = base64.urlsafe_b64encode(json.dumps({
+        "o": sb.org_id, "a": s.agent_id, "c": s.conversation_id,
+        "e": int(sb.core.clock.now().timestamp()) + 600,
+    }, separators=(",", ":"), sort_keys=True).encode()).rstrip(b"=").decode()
+    old = f"sess_{payload}.{sb.core.sessions._sign(payload)}"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await send(sb, old, text="x", intent_name="order_status")
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -7,10 +7,10 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from test_flow_dialect import MESSAGES, new_session
+from test_flow_dialect import MESSAGES, SESSIONS, new_session
 
 from core import limits
-from harness import Harness
+from harness import WIDGET, Harness
 
 
 async def _send(sb: Harness, token: str, body: dict[str, Any],
@@ -98,3 +98,29 @@ async def test_idempotency_key_length_boundary(sb: Harness) -> None:
     assert [(d["field"], d["code"]) for d in error["details"]] == [
         ("Idempotency-Key", "too_long")]
     assert await _executions(sb) == 1
+
+
+async def _conversations(sb: Harness) -> int:
+    row = await sb.core.store.db.fetchone(  # type: ignore[attr-defined]
+        "SELECT COUNT(*) FROM conversations")
+    return int(row[0])
+
+
+async def test_create_session_beyond_the_keys_limit_is_429(sb: Harness) -> None:
+    await _set_org(sb, rate_limit={"rps": 0.001, "burst": 2})
+    before = await _conversations(sb)
+    await new_session(sb)
+    await new_session(sb)
+    async with sb.http.post(SESSIONS, headers={"Authorization": f"Bearer {WIDGET}"}) as resp:
+        status, body, headers = resp.status, await resp.json(), resp.headers
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert int(headers["Retry-After"]) >= 1
+    assert await _conversations(sb) == before + 2  # the refused one created nothing
+
+
+async def test_sessions_of_one_key_share_its_rate_limit(sb: Harness) -> None:
+    sessions = [await new_session(sb) for _ in range(2)]
+    await _set_org(sb, rate_limit={"rps": 0.001, "burst": 2})
+    body = {"text": "check my order", "intentName": "order_status"}
+    statuses = [(await _send(sb, sessions[i % 2]["token"], body))[0] for i in range(4)]
+    assert statuses == [200, 200, 429, 429]

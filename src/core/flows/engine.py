@@ -9,16 +9,25 @@ conversation (else NOT_FOUND `wait_not_found`), it was not used (ALREADY_EXISTS
 `wait_already_used`), it has not expired (FAILED_PRECONDITION `wait_expired`), and the
 answer fits the expected input (INVALID_ARGUMENT `input_mismatch`; the token stays
 usable). Only then is the token claimed, atomically, so one answer runs once.
+
+From the admission on, a message runs in its own task, apart from the RPC that carried it
+(as chat turns do): a client deadline or disconnect does not interrupt it, so a claimed
+wait always ends in a stored execution, a finished turn and (with an Idempotency-Key) a
+stored reply that a retry replays. An unexpected error once the wait is claimed or the
+turn begun (a store failure, a bug) does not leave them half-done either: the turn is
+stored as failed, the execution as `failed`, and the reply is an `error` block.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from core.clock import Clock, IdSource
 from core.domain import (
@@ -39,6 +48,7 @@ from core.events import (
     Event,
     EventBody,
     RoutedEvent,
+    StreamError,
     TextDelta,
     TurnStarted,
     TurnStatus,
@@ -188,6 +198,8 @@ class FlowEngine:
         self.turns = turns
         self.pricing = pricing or Pricing(store)
         self.tools = tools or turns.tools
+        # Messages running apart from their RPC (kept here so they are not collected).
+        self._tasks: set[asyncio.Task[FlowReply]] = set()
 
     # -- sessions and intents -----------------------------------------------------------
 
@@ -202,6 +214,10 @@ class FlowEngine:
                 allowed and origin.rstrip("/") not in {o.rstrip("/") for o in allowed}):
             raise SwitchboardError(Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
                                    f"Origin {origin} is not allowed for this key.")
+        # The key's own bucket: sessions share it (their principal carries the key's id), so
+        # minting sessions neither escapes the key's limits nor is itself unlimited.
+        self.turns.rate_limiter.check_request(principal.key_id,
+                                              RateLimit.from_settings(org.settings.extra))
         conversation = (await self.turns.resolve_conversation(principal, conversation_id)
                         if conversation_id else None)
         agent = await self.turns.resolve_agent(org.id, agent_ref, conversation)
@@ -212,7 +228,8 @@ class FlowEngine:
                 status="open", last_seq=0, created_at=now, updated_at=now,
             )
             await self.flows.create_flow_conversation(conversation)
-        token, expires = self.sessions.issue(org.id, agent.id, conversation.id)
+        token, expires = self.sessions.issue(org.id, agent.id, conversation.id,
+                                             principal.key_id)
         return SessionInfo(token, expires, conversation.id, agent.id, intents_of(agent))
 
     async def _session_agent(self, principal: Principal) -> AgentRecord:
@@ -270,6 +287,28 @@ class FlowEngine:
         message = self._validate(message)
         conversation = await self.turns.resolve_conversation(principal,
                                                              principal.conversation_id)
+        # Nothing is written up to here. The rest runs in its own task: cancelling the RPC
+        # (deadline, disconnect) cancels only the wait for it, never the message itself.
+        return await self._detached(self._process(principal, agent, conversation, message))
+
+    async def _detached(self, work: Coroutine[Any, Any, FlowReply]) -> FlowReply:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Task[FlowReply]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved even when the caller has gone away
+        if exc is not None and not isinstance(exc, SwitchboardError):
+            log.error("flow message failed", exc_info=exc)
+
+    async def _process(self, principal: Principal, agent: AgentRecord,
+                       conversation: ConversationRecord, message: FlowMessage) -> FlowReply:
+        """Admit and run the message; with an Idempotency-Key, under the key's lock (held
+        until the reply is stored, so a retry waits for it and replays it)."""
         if not message.idempotency_key:
             return await self._admit_and_send(principal, agent, conversation, message)
         async with self.turns.idempotency.lock(principal.org_id, message.idempotency_key):
@@ -331,8 +370,9 @@ class FlowEngine:
             steps_run=0, created_at=now, updated_at=now,
         )
         state = RunState(context=dict(message.context))
-        runner = await self._runner(flow, state, agent, execution, message)
-        return await self._run(runner, flow.steps[0], agent, execution, message)
+        conversation = await self._conversation(execution)
+        runner = self._runner(flow, state, agent, execution, message, conversation)
+        return await self._run(runner, flow.steps[0], agent, execution, message, conversation)
 
     async def _continue(self, principal: Principal, agent: AgentRecord,
                         message: FlowMessage) -> FlowReply:
@@ -341,8 +381,7 @@ class FlowEngine:
         if wait is None or wait.conversation_id != principal.conversation_id:
             raise not_found(Reason.WAIT_NOT_FOUND, "Unknown wait token.")
         if wait.status != "pending":
-            raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
-                                   "This wait token was already used.")
+            await self._raise_used(principal.org_id, wait)
         now = self.clock.now()
         if now >= wait.expires_at:
             raise SwitchboardError(Code.FAILED_PRECONDITION, Reason.WAIT_EXPIRED,
@@ -359,19 +398,40 @@ class FlowEngine:
         if flow is None or ask is None or ask.kind != "ask":
             raise SwitchboardError(Code.FAILED_PRECONDITION, Reason.INTENT_NOT_FOUND,
                                    "The flow this execution ran has changed; start it again.")
+        # Everything the run needs is read before the claim: once the token is claimed,
+        # `_run` sees to it that the execution is saved, whatever happens.
+        conversation = await self._conversation(execution)
+        state = RunState.from_json(execution.state)
+        state.context.update(message.context)
+        runner = self._runner(flow, state, agent, execution, message, conversation)
+        step = runner.answer(ask, value)
         if not await self.flows.claim_wait(token_hash, now):
             raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
                                    "This wait token was already used.")
-        state = RunState.from_json(execution.state)
-        state.context.update(message.context)
-        runner = await self._runner(flow, state, agent, execution, message)
-        return await self._run(runner, runner.answer(ask, value), agent, execution, message)
+        return await self._run(runner, step, agent, execution, message, conversation)
 
-    async def _runner(self, flow: Flow, state: RunState, agent: AgentRecord,
-                      execution: ExecutionRecord, message: FlowMessage) -> Runner:
+    async def _raise_used(self, org_id: str, wait: WaitRecord) -> NoReturn:
+        execution = await self.flows.get_execution(org_id, wait.execution_id)
+        if execution is not None and execution.status == ExecutionStatus.FAILED:
+            raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
+                                   "This wait token was already used and its execution "
+                                   "failed; start the intent again.")
+        raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
+                               "This wait token was already used.")
+
+    async def _conversation(self, execution: ExecutionRecord) -> ConversationRecord:
+        """The execution's conversation, read under the conversation lock (so `last_seq` is
+        current)."""
         conversation = await self.store.get_conversation(execution.org_id,
                                                          execution.conversation_id)
-        stored = conversation.variables if conversation is not None else {}
+        if conversation is None:
+            raise not_found(Reason.CONVERSATION_NOT_FOUND, "The conversation no longer exists.")
+        return conversation
+
+    def _runner(self, flow: Flow, state: RunState, agent: AgentRecord,
+                execution: ExecutionRecord, message: FlowMessage,
+                conversation: ConversationRecord) -> Runner:
+        stored = conversation.variables
         request_scope = {
             "variables": {**stored, **message.variables},
             "text": message.text,
@@ -383,15 +443,16 @@ class FlowEngine:
         return Runner(flow, state, io, request_scope)
 
     async def _run(self, runner: Runner, step: Any, agent: AgentRecord,
-                   execution: ExecutionRecord, message: FlowMessage) -> FlowReply:
-        conversation = await self.store.get_conversation(execution.org_id,
-                                                         execution.conversation_id)
-        assert conversation is not None
+                   execution: ExecutionRecord, message: FlowMessage,
+                   conversation: ConversationRecord) -> FlowReply:
+        """Begin the turn, run the flow, store the turn and the execution. Past this point
+        (a claimed wait) nothing may be left half-done: an error stores the turn as failed
+        and the execution as `failed` (see `_fail`)."""
         turn_id = self.ids.uuid()
         now = self.clock.now()
         user_text = message.text or as_text(message.input)
         first_seq = conversation.last_seq + 1
-        await self.store.begin_turn(TurnBegin(
+        begin = TurnBegin(
             turn=TurnRecord(
                 id=turn_id, conversation_id=conversation.id, org_id=execution.org_id,
                 status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=first_seq,
@@ -405,13 +466,56 @@ class FlowEngine:
             conversation_variables=(
                 {**conversation.variables, **message.variables} if message.variables else None
             ),
+        )
+        turn_open = False
+        try:
+            await self.store.begin_turn(begin)
+            turn_open = True
+            outcome = await runner.run(step)
+            usage = await self._price(execution.org_id, message.usage, outcome.usage)
+            reply_text = "\n\n".join(t for t in (b.as_text() for b in outcome.blocks) if t)
+            await self._commit(conversation, turn_id, first_seq, agent, execution, outcome,
+                               usage, reply_text)
+            turn_open = False
+            return await self._save(runner, execution, outcome, usage)
+        except Exception:
+            log.exception("flow %s: execution %s could not be run or stored",
+                          execution.intent, execution.id)
+            return await self._fail(runner, execution, conversation, agent, turn_id,
+                                    first_seq if turn_open else None)
+
+    async def _fail(self, runner: Runner, execution: ExecutionRecord,
+                    conversation: ConversationRecord, agent: AgentRecord, turn_id: str,
+                    open_turn_seq: int | None) -> FlowReply:
+        """Store a run that broke (not a failing step: the runner handles those) as failed:
+        the turn begun at `open_turn_seq` (if any) ends with an internal error, the execution
+        is `failed` and the reply is an `error` block — stored like any reply, so a retry
+        with the same Idempotency-Key gets it and the wait token says its execution failed."""
+        outcome = runner.fail("internal_error",
+                              "Sorry, something went wrong in this conversation flow.")
+        try:
+            if open_turn_seq is not None:
+                await self._commit_failed(conversation, turn_id, open_turn_seq, agent)
+            return await self._save(runner, execution, outcome, Usage())
+        except Exception:
+            log.exception("flow %s: execution %s could not be stored as failed",
+                          execution.intent, execution.id)
+            raise SwitchboardError(Code.INTERNAL, Reason.INTERNAL,
+                                   "The message could not be stored.") from None
+
+    async def _commit_failed(self, conversation: ConversationRecord, turn_id: str,
+                             first_seq: int, agent: AgentRecord) -> None:
+        now = self.clock.now()
+        bodies: tuple[EventBody, ...] = (
+            TurnStarted(conversation.id, agent.id, agent.slug, turn_id),
+            StreamError(Code.INTERNAL.name, Reason.INTERNAL.value, "Internal error."),
+        )
+        events = tuple(Event(first_seq + i, conversation.id, turn_id, now, body)
+                       for i, body in enumerate(bodies))
+        await self.store.commit_turn(TurnCommit(
+            turn_id=turn_id, conversation_id=conversation.id, status=TurnStatus.FAILED,
+            last_seq=events[-1].seq, updated_at=now, events=events, messages=(),
         ))
-        outcome = await runner.run(step)
-        usage = await self._price(execution.org_id, message.usage, outcome.usage)
-        reply_text = "\n\n".join(t for t in (b.as_text() for b in outcome.blocks) if t)
-        await self._commit(conversation, turn_id, first_seq, agent, execution, outcome,
-                           usage, reply_text)
-        return await self._save(runner, execution, outcome, usage)
 
     async def _price(self, org_id: str, reported: ReportedUsage | None,
                      generated: Usage) -> Usage:

@@ -199,6 +199,13 @@ class Runner:
             self._fail("step_failed", "Sorry, something went wrong in this conversation flow.")
         return self.outcome
 
+    def fail(self, code: str, message: str) -> RunOutcome:
+        """A fresh outcome failing the execution here with an `error` block (the engine's
+        answer when a run breaks outside the steps, e.g. the store fails)."""
+        self.outcome = RunOutcome(status=ExecutionStatus.RUNNING)
+        self._fail(code, message)
+        return self.outcome
+
     def _fail(self, code: str, message: str) -> None:
         self.state.blocks += 1
         self.outcome.blocks.append(Block(
