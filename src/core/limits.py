@@ -6,6 +6,7 @@ MAX_MESSAGE_CHARS = 10_000  # code points, Halo spec
 MAX_BEHAVIOR_CONTEXT_CHARS = 5_000  # code points, Halo spec
 MAX_USER_ID_CHARS = 256
 MAX_COMPANY_ID_CHARS = 256
+MAX_REFERENCE_CHARS = 256  # agent ids/slugs, conversation ids, interrupt ids
 MAX_IMAGES = 8
 MAX_IMAGE_URL_BYTES = 4 * 1024 * 1024  # a data: URL of a ~3 MB screenshot
 MAX_HISTORY_ITEMS = 100

@@ -336,3 +336,64 @@ async def test_clients_leaving_mid_start_leave_nothing_half_done(sb: Harness) ->
         timeout=5,
     )
     assert not stop.stopped
+
+
+async def test_a_key_is_free_again_after_its_window(tmp_path: Path) -> None:
+    clock = FixedClock()
+    sb = await Harness.start(tmp_path, clock=clock)
+    try:
+        await sb.scripted_agent(reply="echo {message}")
+        first = await sb.chat_once("hello", agent="scripted", idempotency_key="k-window")
+        clock.advance(24 * 3600 + 1)
+        again = await sb.chat_once("hello", agent="scripted", idempotency_key="k-window")
+        assert again.turn_id != first.turn_id and again.completed.text == "echo hello"
+    finally:
+        await sb.stop()
+
+
+async def test_a_key_left_by_a_crashed_turn_names_a_new_turn(tmp_path: Path) -> None:
+    sb = await Harness.start(tmp_path)
+    try:
+        await sb.scripted_agent(reply="echo {message}")
+        # What a process that died mid-turn leaves: the turn row, recovered as cancelled,
+        # with no events.
+        reply = await sb.chat_once("hello", agent="scripted", idempotency_key="k-crash")
+        await sb.core.store.db.execute(  # type: ignore[attr-defined]
+            "DELETE FROM events WHERE turn_id = ?", (reply.turn_id,))
+        await sb.core.store.db.execute(  # type: ignore[attr-defined]
+            "UPDATE turns SET status = 'cancelled' WHERE id = ?", (reply.turn_id,))
+        retry = await sb.chat_once("hello", agent="scripted", idempotency_key="k-crash")
+        assert retry.turn_id != reply.turn_id and retry.completed.text == "echo hello"
+    finally:
+        await sb.stop()
+
+
+@pytest.mark.parametrize("field", ["agent", "conversation_id"])
+async def test_reference_length_boundary(sb: Harness, field: str) -> None:
+    from core import limits
+
+    for length, code in ((limits.MAX_REFERENCE_CHARS, grpc.StatusCode.NOT_FOUND),
+                         (limits.MAX_REFERENCE_CHARS + 1, grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await sb.chat_once("x", **{field: "a" * length})
+        assert err.value.code() == code
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+async def test_non_json_numbers_over_grpc_are_invalid(sb: Harness, value: float) -> None:
+    await sb.scripted_agent(reply="ok")
+    turn = chat_pb2.TurnInput(message="x", agent="scripted")
+    turn.custom_fields.update({"n": value})
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await sb.chat.Chat(chat_pb2.ChatRequest(turn=turn), metadata=auth())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("token", ["-1", str(2**63), "abc"])
+async def test_bad_page_tokens_are_invalid(sb: Harness, token: str) -> None:
+    await sb.scripted_agent(reply="ok")
+    reply = await sb.chat_once("x", agent="scripted")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await sb.chat.ListMessages(chat_pb2.ListMessagesRequest(
+            conversation_id=reply.conversation_id, page_token=token), metadata=auth())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

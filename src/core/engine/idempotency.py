@@ -63,6 +63,10 @@ class Idempotency:
         events = await engine.store.list_events(turn.conversation_id, turn.first_seq - 1,
                                                 turn_id=turn.id)
         terminal = next((i for i, e in enumerate(events) if e.terminal), None)
+        if terminal is None and turn.status != "running":
+            # Left behind by a process that died mid-turn (recovered as cancelled with no
+            # events): nothing to replay, so the key names a new turn.
+            return None
         if terminal is None:
             # Stored without a terminal event: another process is running it, or it died.
             raise SwitchboardError(

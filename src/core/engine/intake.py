@@ -39,6 +39,10 @@ def validate(request: TurnRequest) -> str:
         raise _too_long("behavior_context", limits.MAX_BEHAVIOR_CONTEXT_CHARS)
     if len(request.user_id) > limits.MAX_USER_ID_CHARS:
         raise _too_long("user_id", limits.MAX_USER_ID_CHARS)
+    for name, value in (("agent", request.agent), ("conversation_id", request.conversation_id),
+                        ("interrupt_id", request.resume.interrupt_id if request.resume else "")):
+        if len(value) > limits.MAX_REFERENCE_CHARS:
+            raise _too_long(name, limits.MAX_REFERENCE_CHARS)
     if len(request.company_id) > limits.MAX_COMPANY_ID_CHARS:
         raise _too_long("company_id", limits.MAX_COMPANY_ID_CHARS)
     if len(request.idempotency_key) > limits.MAX_IDEMPOTENCY_KEY_CHARS:

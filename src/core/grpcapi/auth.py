@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from core.domain import Principal
-from core.errors import SwitchboardError
+from core.errors import Code, Reason, SwitchboardError
 from core.grpcapi.errors import to_status
 from core.keys import Authenticator, parse_bearer
 
@@ -35,6 +35,18 @@ def _metadata_value(metadata: Any, key: str) -> str | None:
         if k == key:
             return v.decode() if isinstance(v, bytes) else str(v)
     return None
+
+
+async def _internal(context: Any, method: str, exc: Exception) -> None:
+    """A bug escaped a handler: log it with its stack trace, tell the client only
+    INTERNAL (grpc would otherwise send the exception's type and message). Aborts, which
+    handlers raise on purpose, pass through."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    log.error("%s failed", method, exc_info=exc)
+    await context.abort_with_status(to_status(SwitchboardError(
+        Code.INTERNAL, Reason.INTERNAL, "Internal error."
+    )))
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -65,7 +77,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request: Any, context: Any) -> Any:
                 _PRINCIPAL.set(await principal_of(context))
-                return await inner_uu(request, context)
+                try:
+                    return await inner_uu(request, context)
+                except Exception as exc:
+                    await _internal(context, method, exc)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
@@ -75,8 +90,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 _PRINCIPAL.set(await principal_of(context))
-                async for item in inner_us(request, context):
-                    yield item
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                except Exception as exc:
+                    await _internal(context, method, exc)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
@@ -86,8 +104,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
                 _PRINCIPAL.set(await principal_of(context))
-                async for item in inner_ss(requests, context):
-                    yield item
+                try:
+                    async for item in inner_ss(requests, context):
+                        yield item
+                except Exception as exc:
+                    await _internal(context, method, exc)
 
             return grpc.stream_stream_rpc_method_handler(
                 stream_stream, handler.request_deserializer, handler.response_serializer
@@ -96,7 +117,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream_unary(requests: Any, context: Any) -> Any:
             _PRINCIPAL.set(await principal_of(context))
-            return await inner_su(requests, context)
+            try:
+                return await inner_su(requests, context)
+            except Exception as exc:
+                await _internal(context, method, exc)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, handler.request_deserializer, handler.response_serializer

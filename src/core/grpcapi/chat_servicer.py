@@ -160,6 +160,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 )
             try:
                 after = int(request.page_token or "0")
+                if not 0 <= after < 2**63:
+                    raise ValueError(after)
             except ValueError:
                 raise SwitchboardError(
                     Code.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, "page_token is invalid."

@@ -18,6 +18,7 @@ from core.domain import (
     TurnRequest,
 )
 from core.engine.turns import TurnFold
+from core.errors import Code, Reason, SwitchboardError
 from core.providers.base import ContextEntry, ToolSpec
 from switchboard.v1 import chat_pb2, events_pb2
 
@@ -49,6 +50,18 @@ def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
 
 
 def turn_request(msg: chat_pb2.TurnInput) -> TurnRequest:
+    """The domain request; Struct values protobuf accepts but JSON cannot hold (NaN,
+    infinities) are INVALID_ARGUMENT."""
+    try:
+        return _turn_request(msg)
+    except (ValueError, json_format.Error) as exc:
+        raise SwitchboardError(
+            Code.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT,
+            "The request holds a value that is not valid JSON (NaN or an infinity).",
+        ) from exc
+
+
+def _turn_request(msg: chat_pb2.TurnInput) -> TurnRequest:
     resume = None
     if msg.HasField("resume"):
         resume = ResumeRequest(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ from core.domain import (
     PendingCall,
     TurnRecord,
 )
+from core.errors import Code, Reason, SwitchboardError
 from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
 from core.store.base import EndUser, TurnBegin, TurnCommit
 from core.store.sqlite_db import Database, dumps, loads
@@ -238,6 +240,19 @@ class SqliteStore(SqliteFlowsMixin):
         )
 
     async def begin_turn(self, begin: TurnBegin) -> None:
+        try:
+            await self._begin_turn(begin)
+        except sqlite3.IntegrityError as exc:
+            if "idempotency_key" not in str(exc):
+                raise
+            # Another process started a turn under the same key a moment ago.
+            raise SwitchboardError(
+                Code.ABORTED, Reason.TURN_IN_PROGRESS,
+                "The turn for this Idempotency-Key is still running; retry shortly.",
+                retry_after_s=1.0,
+            ) from None
+
+    async def _begin_turn(self, begin: TurnBegin) -> None:
         t = begin.turn
         async with self.db.transaction() as conn:
             c = begin.new_conversation
@@ -266,6 +281,15 @@ class SqliteStore(SqliteFlowsMixin):
                 "UPDATE conversations SET agent_id = ?, updated_at = ? WHERE id = ?",
                 (t.agent_id, _ts(t.created_at), t.conversation_id),
             )
+            if t.idempotency_key:
+                # The engine found no turn to replay under this key (none, expired, or left
+                # by a crash): older finished rows give it up. A row still running keeps it,
+                # and the unique index turns a concurrent insert into a conflict.
+                await conn.execute(
+                    "UPDATE turns SET idempotency_key = '' WHERE org_id = ? AND "
+                    "idempotency_key = ? AND status <> 'running'",
+                    (t.org_id, t.idempotency_key),
+                )
             await conn.execute(
                 "INSERT INTO turns (id, conversation_id, org_id, agent_id, status, first_seq, "
                 "last_seq, idempotency_key, request_hash, created_at, updated_at) "
