@@ -360,3 +360,26 @@ async def test_client_tool_count_boundary(sb: Harness) -> None:
     err = await grpc_error(sb, chat_pb2.TurnInput(message="x", agent="plain",
                                                   client_tools=tools))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_resumed_turn_is_billed_once(sb: Harness) -> None:
+    await weather_agent(sb)
+    paused = await chat(sb, turn())
+    done = await chat(sb, resume(paused.interrupt.interrupt_id, call_0_0={"t": 1}))
+    rows = await sb.core.store.db.fetchall(  # type: ignore[attr-defined]
+        "SELECT prompt_tokens, completion_tokens FROM usage_ledger WHERE turn_id = ?",
+        (paused.turn_id,))
+    assert sum(r[0] for r in rows) == done.completed.usage.prompt_tokens
+    assert sum(r[1] for r in rows) == done.completed.usage.completion_tokens
+
+
+async def test_a_duplicate_resume_attaches_to_the_running_one(sb: Harness) -> None:
+    await sb.scripted_agent(  # slow enough that the duplicate arrives while it runs
+        "weather", reply="Weather: {tool_results} " + "word " * 20, delay_ms=5,
+        tool_calls=[{"name": "get_weather", "arguments": WEATHER_ARGS}],
+    )
+    paused = await chat(sb, turn())
+    again = resume(paused.interrupt.interrupt_id, call_0_0={"t": 1})
+    again.idempotency_key = "resume-1"
+    first, second = await asyncio.gather(chat(sb, again), chat(sb, again))
+    assert first.SerializeToString() == second.SerializeToString()

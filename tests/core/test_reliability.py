@@ -17,7 +17,7 @@ from core.domain import OrgSettings
 from core.events import Usage
 from core.providers.registry import build_provider
 from core.providers.scripted import ScriptedProvider
-from harness import Harness, auth, with_engine
+from harness import WIDGET, Harness, auth, with_engine
 from shim.core_client import decode_error
 from switchboard.v1 import chat_pb2, events_pb2
 
@@ -397,3 +397,12 @@ async def test_bad_page_tokens_are_invalid(sb: Harness, token: str) -> None:
         await sb.chat.ListMessages(chat_pb2.ListMessagesRequest(
             conversation_id=reply.conversation_id, page_token=token), metadata=auth())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_keys_are_scoped_to_the_caller(sb: Harness) -> None:
+    """The same key from another API key is another turn, never the first caller's."""
+    await sb.scripted_agent(reply="echo {message}")
+    mine = await sb.chat_once("my order 123", agent="scripted", idempotency_key="k-scope")
+    other = await sb.chat_once("my order 123", agent="scripted", idempotency_key="k-scope",
+                               key=WIDGET)
+    assert other.conversation_id != mine.conversation_id

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from core.domain import Principal
 from core.engine.live import LiveTurn
 from core.engine.locks import KeyedLocks
 from core.errors import Code, Reason, SwitchboardError
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
     from core.engine.turns import TurnEngine
 
 IDEMPOTENCY_WINDOW_S = 24 * 60 * 60
+
+
+def scoped_key(principal: Principal, key: str) -> str:
+    """The key as stored: one caller's keys never name another caller's turns. Scoped by
+    the API key (all sessions of a widget key share it) and by a session's conversation,
+    so a caller that guesses someone else's key gets a new turn, not their reply."""
+    return f"{principal.key_id}/{principal.conversation_id}/{key}"
 
 
 def _mismatch() -> SwitchboardError:

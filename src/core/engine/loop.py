@@ -51,6 +51,8 @@ class LoopState:
     usage: Usage = field(default_factory=Usage)
     confidence: float = 0.0
     escalated: bool = False
+    # Usage already written to the ledger by an earlier segment (before an interrupt).
+    billed: Usage = field(default_factory=Usage)
     steps: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +80,12 @@ class LoopState:
             },
             "confidence": self.confidence,
             "escalated": self.escalated,
+            "billed": {
+                "prompt_tokens": self.billed.prompt_tokens,
+                "completion_tokens": self.billed.completion_tokens,
+                "model": self.billed.model,
+                "cost_micros": self.billed.cost_micros,
+            },
             "steps": self.steps,
         }
 
@@ -99,6 +107,7 @@ class LoopState:
             usage=Usage(**data["usage"]),
             confidence=float(data["confidence"]),
             escalated=bool(data.get("escalated", False)),
+            billed=Usage(**data["billed"]) if "billed" in data else Usage(),
             steps=int(data["steps"]),
         )
 

@@ -37,7 +37,7 @@ from core.domain import (
     TurnRequest,
 )
 from core.engine import client_tools, intake, router
-from core.engine.idempotency import Idempotency
+from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
 from core.engine.locks import KeyedLocks
@@ -233,6 +233,7 @@ class TurnEngine:
         client_tools.validate_client_tools(request.client_tools)
         if not request.idempotency_key:
             return await self._admit_and_start(principal, org, request, mode)
+        request = replace(request, idempotency_key=scoped_key(principal, request.idempotency_key))
         # One lock per key: concurrent duplicates wait here, then find the first one's turn
         # (live or stored) instead of starting their own.
         async with self.idempotency.lock(principal.org_id, request.idempotency_key):
@@ -358,6 +359,7 @@ class TurnEngine:
         assert request.resume is not None
         resume = request.resume
         now = self.clock.now()
+        digest = request_hash(request)  # as the client sent it (duplicates compare this)
         record = await self.store.get_interrupt(principal.org_id, resume.interrupt_id)
         if record is None or (
             request.conversation_id
@@ -403,7 +405,7 @@ class TurnEngine:
             id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
             status=TurnStatus.RUNNING, agent_id=turn.agent_id,
             first_seq=conversation.last_seq + 1, last_seq=conversation.last_seq,
-            created_at=turn.created_at, updated_at=now,
+            created_at=turn.created_at, updated_at=now, request_hash=digest,
         )
         live = self._new_live(turn, request)
         live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn.id, resumed=True))
@@ -550,7 +552,9 @@ class TurnEngine:
             expires = now + timedelta(seconds=self.config.interrupt_ttl_s)
             interrupt_id = "int_" + self.ids.uuid().replace("-", "")
             state.usage = usage
+            billed_before, state.billed = state.billed, usage
             snapshot = state.to_json()
+            state.billed = billed_before
             snapshot["base"] = {
                 "behavior_context": base.behavior_context, "mode": base.mode,
                 "traits": base.traits,
@@ -585,15 +589,22 @@ class TurnEngine:
                 usage=usage, routing=routing, status=status, agent_id=agent.id,
                 model=usage.model or ("routing" if routing else ""), message_id=message.id,
             ))
+        # A resumed turn's usage includes its earlier segments, already in the ledger.
+        new = Usage(
+            usage.prompt_tokens - state.billed.prompt_tokens,
+            usage.completion_tokens - state.billed.completion_tokens,
+            usage.model,
+            usage.cost_micros - state.billed.cost_micros,
+        )
         commit = TurnCommit(
             turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
             last_seq=terminal.seq, updated_at=now, events=(*live.events, terminal),
             messages=tuple(messages), interrupt=interrupt,
             usage=UsageEntry(
                 live.org_id, request.user_id or "anonymous", live.conversation_id,
-                live.turn_id, usage.model, usage.prompt_tokens, usage.completion_tokens,
-                usage.cost_micros, now,
-            ) if usage.total_tokens or usage.cost_micros else None,
+                live.turn_id, usage.model, new.prompt_tokens, new.completion_tokens,
+                new.cost_micros, now,
+            ) if new.total_tokens or new.cost_micros else None,
         )
         try:
             await asyncio.shield(self.store.commit_turn(commit))
@@ -648,6 +659,13 @@ class TurnEngine:
             else:
                 turn = await self.store.last_turn(conversation.id)
                 after_seq = turn.first_seq - 1 if turn is not None else conversation.last_seq
+                if turn is not None:
+                    # A resumed turn has several segments, each opened by a TurnStarted:
+                    # the latest segment is the one a reconnecting client has not seen.
+                    starts = [e.seq for e in await self.store.list_events(
+                        conversation.id, after_seq, turn_id=turn.id)
+                        if isinstance(e.body, TurnStarted)]
+                    after_seq = starts[-1] - 1 if starts else after_seq
         last = after_seq
         for event in await self.store.list_events(conversation.id, after_seq):
             last = event.seq

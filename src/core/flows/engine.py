@@ -40,7 +40,7 @@ from core.domain import (
     TurnRecord,
     TurnRequest,
 )
-from core.engine.idempotency import IDEMPOTENCY_WINDOW_S
+from core.engine.idempotency import IDEMPOTENCY_WINDOW_S, scoped_key
 from core.engine.turns import TurnEngine
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
@@ -311,9 +311,10 @@ class FlowEngine:
         until the reply is stored, so a retry waits for it and replays it)."""
         if not message.idempotency_key:
             return await self._admit_and_send(principal, agent, conversation, message)
-        async with self.turns.idempotency.lock(principal.org_id, message.idempotency_key):
+        key = scoped_key(principal, message.idempotency_key)
+        async with self.turns.idempotency.lock(principal.org_id, key):
             digest = message_hash(conversation.id, message)
-            stored = await self.flows.get_flow_reply(principal.org_id, message.idempotency_key)
+            stored = await self.flows.get_flow_reply(principal.org_id, key)
             window = timedelta(seconds=IDEMPOTENCY_WINDOW_S)
             if stored is not None and self.clock.now() - stored[2] <= window:
                 if stored[0] != digest:
@@ -323,7 +324,7 @@ class FlowEngine:
                     )
                 return reply_from_json(stored[1])
             reply = await self._admit_and_send(principal, agent, conversation, message)
-            await self.flows.put_flow_reply(principal.org_id, message.idempotency_key, digest,
+            await self.flows.put_flow_reply(principal.org_id, key, digest,
                                             reply_to_json(reply), self.clock.now())
             return reply
 

@@ -398,7 +398,9 @@ class SqliteStore(SqliteFlowsMixin):
 
     async def last_turn(self, conversation_id: str) -> TurnRecord | None:
         row = await self.db.fetchone(
-            "SELECT * FROM turns WHERE conversation_id = ? ORDER BY created_at DESC, rowid DESC "
+            # The latest stored events belong to the latest turn (a resumed turn keeps its
+            # first creation time, so time alone would pick an older one).
+            "SELECT * FROM turns WHERE conversation_id = ? ORDER BY last_seq DESC, rowid DESC "
             "LIMIT 1",
             (conversation_id,),
         )
