@@ -150,6 +150,7 @@ class TurnEngine:
         self.conversation_locks = KeyedLocks()
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
 
     # -- resolution ---------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class TurnEngine:
         caller is gone, the started turn simply runs with nobody attached and is stored."""
         task = asyncio.ensure_future(self._start_turn(principal, request))
         task.add_done_callback(_retrieve)
+        self.track(task)
         return await asyncio.shield(task)
 
     async def _start_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
@@ -674,9 +676,17 @@ class TurnEngine:
             async for event in live.follow(last):
                 yield event
 
+    def track(self, task: asyncio.Future[Any]) -> None:
+        """Work shielded from its caller (turn starts, flow messages) that shutdown waits
+        for before the store closes."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def shutdown(self) -> None:
         self.draining = True
         await self.live.drain(self.config.shutdown_grace_s)
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=self.config.shutdown_grace_s)
 
     async def recover(self) -> None:
         """At start-up: turns a crashed process left running are stored as cancelled."""

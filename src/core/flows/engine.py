@@ -294,6 +294,7 @@ class FlowEngine:
     async def _detached(self, work: Coroutine[Any, Any, FlowReply]) -> FlowReply:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
+        self.turns.track(task)
         task.add_done_callback(self._forget)
         return await asyncio.shield(task)
 
