@@ -61,12 +61,12 @@ def test_other_hmac_algorithms_are_rejected(alg: str) -> None:
 
 
 def test_alg_none_is_rejected() -> None:
-    rejected(forged({"alg": "none", "typ": "JWT"}, claims()))
+    assert rejected(forged({"alg": "none", "typ": "JWT"}, claims())).reason is Reason.IDENTITY_INVALID
 
 
 def test_asymmetric_algorithms_are_rejected_before_any_key_use() -> None:
     # An RS256 header must not make the secret be used as a public key (alg confusion).
-    rejected(forged({"alg": "RS256", "typ": "JWT"}, claims(), "c2ln"))
+    assert rejected(forged({"alg": "RS256", "typ": "JWT"}, claims(), "c2ln")).reason is Reason.IDENTITY_INVALID
 
 
 def test_wrong_secret_is_rejected() -> None:
@@ -83,21 +83,21 @@ def test_expiry_leeway_boundary() -> None:
 
 
 def test_not_yet_valid_is_rejected() -> None:
-    rejected(make(claims(nbf=int(time.time()) + JWT_LEEWAY_S + 60)))
+    assert rejected(make(claims(nbf=int(time.time()) + JWT_LEEWAY_S + 60))).reason is Reason.IDENTITY_INVALID
 
 
 @pytest.mark.parametrize("claim", ["u2", "U1", "u1 ", 1, None])
 def test_user_id_claim_must_match_exactly(claim: Any) -> None:
-    rejected(make({**claims(), "user_id": claim}))
+    assert rejected(make({**claims(), "user_id": claim})).reason is Reason.IDENTITY_INVALID
 
 
 def test_missing_identity_secret_rejects_every_token() -> None:
-    rejected(make(claims()), secret="")
+    assert rejected(make(claims()), secret="").reason is Reason.IDENTITY_INVALID
 
 
 @pytest.mark.parametrize("token", ["", "abc", "a.b.c", "a.b"])
 def test_garbage_is_rejected(token: str) -> None:
-    rejected(token)
+    assert rejected(token).reason is Reason.IDENTITY_INVALID
 
 
 def test_trusted_claims_are_the_documented_ones() -> None:
