@@ -30,6 +30,10 @@ MAX_GRPC_MESSAGE_BYTES = 48 * 1024 * 1024
 # two levels of a Struct (Value, then Struct or ListValue), so deeper bodies could not be
 # carried to the core; JSON Schemas and context values stay far below it.
 MAX_JSON_DEPTH = 32
+# Values (numbers, strings, ...) in one JSON body. Above the largest legal request (64
+# client tools of 16 KiB schemas, ~0.5M values); it bounds the shim's work turning a body
+# into protobuf, which for millions of values takes seconds of event-loop time.
+MAX_JSON_VALUES = 600_000
 MAX_CONCURRENT_RPCS = 10_000  # mostly idle streams; per-key caps bound each tenant
 
 # Turn lifecycle

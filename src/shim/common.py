@@ -54,7 +54,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         # surrogates, deep nesting), which would otherwise fail later as a 500.
         data = json_body.loads(raw)
     except json_body.InvalidBody as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(str(exc), reason=exc.reason) from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object.")
     return data

@@ -16,19 +16,25 @@ from collections.abc import Iterator
 from itertools import compress
 from typing import Any, NoReturn
 
-from core.limits import MAX_JSON_DEPTH
+from core.limits import MAX_JSON_DEPTH, MAX_JSON_VALUES
 
 NOT_JSON = "Request body is not valid JSON."
 BAD_NUMBER = ("Request body is not valid JSON: numbers must be finite and fit a double "
               "(NaN, Infinity and values such as 1e400 cannot be carried).")
 TOO_DEEP = f"Request body is nested too deeply (at most {MAX_JSON_DEPTH} levels)."
 BAD_UNICODE = "Request body contains invalid Unicode (a lone surrogate)."
+TOO_MANY = f"Request body holds too many JSON values (at most {MAX_JSON_VALUES:,})."
 
 _MAX_DOUBLE = sys.float_info.max
 
 
 class InvalidBody(ValueError):
-    """The body is not JSON the core can carry; the message says why (client-safe)."""
+    """The body is not JSON the core can carry; the message says why (client-safe), the
+    reason is the core reason it is reported as (too many values is a size problem)."""
+
+    def __init__(self, message: str, reason: str = "invalid_argument") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -47,7 +53,8 @@ def loads(raw: bytes) -> Any:
         raise InvalidBody(NOT_JSON) from None
     problem = _problem(data)
     if problem:
-        raise InvalidBody(problem)
+        raise InvalidBody(problem, "payload_too_large" if problem == TOO_MANY else
+                          "invalid_argument")
     return data
 
 
@@ -56,7 +63,7 @@ def _problem(data: Any) -> str:
     level of nesting at a time, each level's values checked with C-level passes (`map`,
     `compress`): a body may hold millions of them."""
     level = [data] if type(data) in (dict, list) else []
-    depth = 0
+    depth = count = 0
     while level:
         depth += 1
         if depth > MAX_JSON_DEPTH:
@@ -69,6 +76,9 @@ def _problem(data: Any) -> str:
                 values.extend(container.values())
             else:
                 values.extend(container)
+        count += len(values)
+        if count > MAX_JSON_VALUES:
+            return TOO_MANY
         types = list(map(type, values))
         kinds = set(types)
         if float in kinds and not all(map(math.isfinite, _of(float, values, types))):

@@ -323,3 +323,17 @@ async def test_every_call_helper_checks_the_grpc_limit(sb: Harness, name: str,
     assert (status, code) == (413, "payload_too_large"), text
     status, _, text = await _post_too_large(sb, name, 3)
     assert status != 413, text
+
+
+async def test_json_value_count_boundary(sb: Harness) -> None:
+    from core.limits import MAX_JSON_VALUES
+    from shim.json_body import TOO_MANY
+
+    for count, refused in ((MAX_JSON_VALUES, False), (MAX_JSON_VALUES + 1, True)):
+        # Values in a field the dialect ignores still cost parsing: the cap counts them.
+        body = '{"message": "hi", "x": [' + ",".join(["0"] * (count - 2)) + "]}"
+        async with sb.http.post("/api/sdk/chat", data=io.BytesIO(body.encode()), headers={
+                "Authorization": "Bearer sk_demo_secret_key",
+                "Content-Type": "application/json"}) as resp:
+            text = await resp.text()
+            assert (resp.status == 413 and TOO_MANY in text) is refused, (resp.status, text)
