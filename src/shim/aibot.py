@@ -321,10 +321,6 @@ class Fold:
 # -- handler ------------------------------------------------------------------------------
 
 
-def _too_large() -> CoreError:
-    return CoreError("INVALID_ARGUMENT", "payload_too_large", "Request body is too large.")
-
-
 async def send_message(request: web.Request) -> web.StreamResponse:
     try:
         turn = parse(await read_json_object(request), request.match_info["AgentId"],
@@ -332,8 +328,6 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         turn.idempotency_key = idempotency_key(request)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(_too_large())
     if turn.conversation_id and has_last_event_id(request):
         # A reconnect (e.g. fetch-event-source retrying its POST): resume, send nothing.
         return await _reconnect(request, turn.conversation_id)
@@ -405,8 +399,6 @@ async def stop(request: web.Request) -> web.Response:
         reply = await stop_turn(request, conversation_id, DIALECT)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(_too_large())
     except CoreCallError as exc:
         return error_response(exc.error)
     canonical = canonical_conversation_id(conversation_id) or conversation_id

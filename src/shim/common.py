@@ -41,13 +41,18 @@ class BadRequest(Exception):
         return CoreError("INVALID_ARGUMENT", self.reason, self.message, metadata)
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object; malformed JSON is a BadRequest, never a 500."""
+async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object ({} for an empty body when `optional`); malformed
+    JSON is a BadRequest, never a 500."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise
+        # aiohttp's own answer would be a plain-text 413; every dialect renders this
+        # reason as a 413 in its envelope.
+        raise BadRequest("The request body is too large.", reason="payload_too_large") from None
     if not raw.strip():
+        if optional:
+            return {}
         raise BadRequest("Request body must be a JSON object.")
     try:
         # Also refuses what JSON allows but protobuf cannot carry (NaN, 1e400, lone

@@ -271,20 +271,11 @@ async def _call(request: web.Request, method: str, message: Any) -> Any:
         raise _Invalid(decode_error(exc)) from None
 
 
-def _too_large() -> CoreError:
-    return CoreError("INVALID_ARGUMENT", "payload_too_large", "The request body is too large.")
-
-
 async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     try:
-        if optional and not (await request.read()).strip():
-            return {}
-        return await read_json_object(request)
+        return await read_json_object(request, optional=optional)
     except BadRequest as exc:
         raise _Invalid(exc.as_core_error()) from None
-    except web.HTTPRequestEntityTooLarge:
-        # aiohttp's own answer would be a plain-text 413, not this dialect's envelope.
-        raise _Invalid(_too_large()) from None
 
 
 async def create_session(request: web.Request) -> web.Response:

@@ -55,12 +55,8 @@ EXPOSED_HEADERS = ("X-Session-Id", "X-Agent-Id")
 DISCONNECT_POLL_S = 0.25
 
 
-def _too_large() -> CoreError:
-    return CoreError("INVALID_ARGUMENT", "payload_too_large", "The request body is too large.")
-
-
 async def _turn_input(request: web.Request) -> chat_pb2.TurnInput:
-    """The request as a TurnInput; raises BadRequest or HTTPRequestEntityTooLarge."""
+    """The request as a TurnInput; raises BadRequest."""
     body = await read_json_object(request)
     metadata = {"user_agent": header_text(request, "User-Agent")[:256]}
     if request.remote:
@@ -80,8 +76,6 @@ async def chat(request: web.Request) -> web.Response:
         reply = await run_chat(request, turn)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(_too_large())
     except CoreCallError as exc:
         return error_response(exc.error)
     return web.json_response(reply_json(reply))
@@ -97,8 +91,6 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
         turn = await _turn_input(request)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(_too_large())
     stream = stream_chat(request, turn)
     try:
         first = await stream.first()
@@ -276,8 +268,6 @@ async def stop(request: web.Request) -> web.Response:
         reply = await stop_turn(request, session, DIALECT)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(_too_large())
     except CoreCallError as exc:
         return error_response(exc.error)
     return web.json_response({

@@ -163,9 +163,6 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
         turn.idempotency_key = idempotency_key(request)
     except BadRequest as exc:
         return error_response(exc.as_core_error(), slug)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(CoreError("INVALID_ARGUMENT", "payload_too_large",
-                                        "Request body is too large"), slug)
     if stream and turn.conversation_id and has_last_event_id(request):
         # A reconnect (e.g. fetch-event-source retrying its POST): resume, send nothing.
         return await _resume(request, turn.conversation_id, slug)
@@ -279,9 +276,6 @@ async def handle_stop(request: web.Request) -> web.Response:
         reply = await stop_turn(request, conversation_id, DIALECT)
     except BadRequest as exc:
         return error_response(exc.as_core_error(), slug)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(CoreError("INVALID_ARGUMENT", "payload_too_large",
-                                        "Request body is too large"), slug)
     except CoreCallError as exc:
         return error_response(exc.error, slug)
     return web.json_response({
