@@ -60,8 +60,8 @@ async def start(config: CoreConfig, options: ServeOptions,
     if options.role in ("all", "shim"):
         target = options.core_target or f"{config.host}:{core.port if core else config.port}"
         app = create_app(target)
-        runner = web.AppRunner(app, access_log=logging.getLogger("switchboard.http"),
-                               shutdown_timeout=5.0)
+        # No aiohttp access log: shim.observability writes one line per request.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, options.http_host, options.http_port)
         await site.start()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from core.limits import MAX_REQUEST_BODY_BYTES
+from shim import observability
 from shim.core_client import CoreClient
 
 log = logging.getLogger("switchboard.shim")
@@ -51,6 +52,7 @@ def default_dialects() -> list[Dialect]:
 
 def create_app(core_target: str, dialects: Sequence[Dialect] | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
+    observability.setup(app)  # request ids, request log lines, metrics, GET /metrics
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for setup in default_dialects() if dialects is None else dialects:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from core.limits import MAX_GRPC_MESSAGE_BYTES
+from shim.observability import channel_interceptors
 from switchboard.v1 import chat_pb2_grpc
 
 MAX_MESSAGE_BYTES = MAX_GRPC_MESSAGE_BYTES
@@ -67,6 +68,7 @@ class CoreClient:
         self.target = target
         self.channel = grpc.aio.insecure_channel(
             target,
+            interceptors=channel_interceptors(),
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

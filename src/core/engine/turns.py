@@ -61,6 +61,7 @@ from core.events import (
 )
 from core.ids import canonical_conversation_id
 from core.keys import require_kind
+from core.observability.turns import observe_provider, turn_finished
 from core.providers.base import (
     ChatMessage,
     GenerationRequest,
@@ -483,7 +484,7 @@ class TurnEngine:
                 live.emit(TextDelta(decision.message))
                 status = TurnStatus.ROUTED
             else:
-                provider = self._provider_factory(agent)
+                provider = observe_provider(self._provider_factory(agent), agent)
                 tool_ctx = ToolContext(live.org_id, live.conversation_id, agent, self.store,
                                        self.clock, self.ids)
                 tools = client_tools.merge_tools(self.tools.specs(agent), request.client_tools)
@@ -619,6 +620,7 @@ class TurnEngine:
                 Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
             ))
         live.publish(terminal)
+        turn_finished(live, agent, request.dialect, status, new)
 
     # -- reading and controlling turns --------------------------------------------------
 

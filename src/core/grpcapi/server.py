@@ -18,6 +18,9 @@ from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
 from core.grpcapi.flow_servicer import register_flow_service
 from core.keys import Authenticator
+from core.observability.grpc_server import ObservabilityInterceptor
+from core.observability.metrics import track_live_turns
+from core.observability.store import instrument_store
 from core.pricing import Pricing
 from core.store.base import Store
 from core.store.sqlite import SqliteStore
@@ -45,7 +48,7 @@ class CoreServer:
         services: Sequence[ServiceRegistrar] = (),
     ) -> None:
         self.config = config
-        self.store: Store = store or SqliteStore(config.database)
+        self.store: Store = instrument_store(store or SqliteStore(config.database))
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
         self.sessions = SessionTokens(self.clock)  # flow session tokens (third key kind)
@@ -53,6 +56,7 @@ class CoreServer:
         self.pricing = Pricing(self.store)
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
                                  pricer=self.pricing.price)
+        track_live_turns(self.engine.live)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -75,7 +79,8 @@ class CoreServer:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.auth)],
+            # Observability first: it sees every outcome, refused keys included.
+            interceptors=[ObservabilityInterceptor(), AuthInterceptor(self.auth)],
             options=options,
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )

@@ -1,0 +1,188 @@
+"""The shim's side of operations: request ids, one log line and metrics per HTTP request,
+`GET /metrics`, and what the core must know about the request (its id and trace context,
+sent as gRPC metadata by the channel's interceptors).
+
+Routes are labelled by their template (`/v1/api/chat/{slug}`, never the raw path) and
+the dialect that owns them; a path no route matches is `unmatched`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from core.observability import metrics, tracing
+from core.observability.requests import (
+    HEADER,
+    METADATA_KEY,
+    accept_request_id,
+    current_request_id,
+    reset_request_id,
+    set_request_id,
+)
+
+log = logging.getLogger("switchboard.http")
+
+METRICS_PATH = "/metrics"
+DIALECTS = ("halo", "slug", "aibot", "flow")
+# Preflights are answered by shim.cors for every dialect: their path says which one.
+_PREFIXES = (
+    ("/api/sdk/", "halo"), ("/v1/api/chat/", "slug"), ("/chat/", "slug"),
+    ("/v1/aibot/", "aibot"), ("/api/public/v1/chat/", "flow"),
+)
+# Probes and scrapes arrive every few seconds: counted, never logged.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", METRICS_PATH})
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+
+# What the core told us about the request's turn (filled by the channel interceptor, read
+# by the request's log line).
+_TURN_FIELDS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "turn_fields", default=None
+)
+
+
+def route_of(request: web.Request) -> tuple[str, str]:
+    """(dialect, route template) of a matched request; bounded by the routes that exist."""
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None:
+        return "none", "unmatched"
+    template = resource.canonical
+    module = getattr(route.handler, "__module__", "") or ""
+    name = module.rsplit(".", 1)[-1]
+    if name in DIALECTS:
+        return name, template
+    for prefix, dialect in _PREFIXES:
+        if template.startswith(prefix):
+            return dialect, template
+    return "system", template
+
+
+@web.middleware
+async def observe(request: web.Request,
+                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                  ) -> web.StreamResponse:
+    request_id = accept_request_id(request.headers.get(HEADER))
+    request[REQUEST_ID_KEY] = request_id
+    token = set_request_id(request_id)
+    fields: dict[str, str] = {}
+    fields_token = _TURN_FIELDS.set(fields)
+    dialect, route = route_of(request)
+    started = time.monotonic()
+    status = 500
+    try:
+        with tracing.server_span(f"{request.method} {route}", request.headers, {
+            "http.request.method": request.method, "http.route": route,
+            "switchboard.dialect": dialect,
+        }) as span:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            status = response.status
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+            return response
+    finally:
+        elapsed = time.monotonic() - started
+        metrics.HTTP_REQUESTS.labels(dialect, route, request.method, str(status)).inc()
+        metrics.HTTP_DURATION.labels(dialect, route).observe(elapsed)
+        if route not in QUIET_ROUTES:
+            # The method and route template only: a raw path or query could carry a
+            # customer's data, and the body never reaches a log.
+            log.info("%s %s %d", request.method, route, status, extra={
+                **fields, "request_id": request_id, "dialect": dialect, "route": route,
+                "method": request.method, "status": status,
+                "duration_ms": round(elapsed * 1000, 1),
+            })
+        _TURN_FIELDS.reset(fields_token)
+        reset_request_id(token)
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id:
+        response.headers[HEADER] = request_id
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup(app: web.Application) -> None:
+    """Register the middleware, the response header and `GET /metrics`."""
+    app.middlewares.insert(0, observe)
+    app.on_response_prepare.append(_add_request_id)
+    app.router.add_get(METRICS_PATH, metrics_handler)
+
+
+# -- the core channel -------------------------------------------------------------------
+
+def _with_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    extra = tracing.inject()
+    request_id = current_request_id()
+    if request_id:
+        extra.append((METADATA_KEY, request_id))
+    if not extra:
+        return details
+    metadata = grpc.aio.Metadata(*tuple(details.metadata or ()), *extra)
+    return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,
+                                      details.credentials, details.wait_for_ready)
+
+
+def _note_turn(message: Any) -> None:
+    fields = _TURN_FIELDS.get()
+    if fields is None or fields.get("turn_id"):
+        return
+    event = getattr(message, "event", None)
+    if event is not None and hasattr(event, "WhichOneof"):
+        try:
+            if event.WhichOneof("kind") != "turn_started":
+                return
+        except ValueError:
+            return
+        message = event.turn_started
+    names = message.DESCRIPTOR.fields_by_name
+    for key, name in (("conversation_id", "conversation_id"), ("turn_id", "turn_id"),
+                      ("agent", "agent_slug")):
+        if name in names and getattr(message, name):
+            fields[key] = str(getattr(message, name))
+
+
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
+                                    request: Any) -> Any:
+        call = await continuation(_with_context(client_call_details), request)
+        _note_turn(await call)  # raises the call's error, as awaiting the call would
+        return call
+
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
+                                     request: Any) -> Any:
+        call = await continuation(_with_context(client_call_details), request)
+        if _TURN_FIELDS.get() is None:
+            return call
+
+        async def replies() -> AsyncIterator[Any]:
+            async for reply in call:
+                _note_turn(reply)
+                yield reply
+
+        # grpc keeps the call behind the iterator: cancel() and the status still work.
+        return replies()
+
+
+def channel_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """For the shim's channel to the core: the request id and the trace context travel
+    with every call."""
+    return [_UnaryUnary(), _UnaryStream()]
