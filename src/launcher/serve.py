@@ -12,6 +12,8 @@ from aiohttp import web
 from core.config import CoreConfig
 from core.demo.seed import seed_demo
 from core.grpcapi.server import CoreServer
+from core.observability.http import MetricsServer
+from core.observability.tracing import configure_tracing, shutdown_tracing
 from shim.app import create_app
 
 log = logging.getLogger("switchboard")
@@ -24,16 +26,19 @@ class ServeOptions:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     core_target: str = ""  # for --role shim; default: the local core
+    metrics_port: int | None = None  # a separate GET /metrics listener (for --role core)
+    otlp_endpoint: str = ""  # OpenTelemetry traces off unless set
 
 
 class Running:
     """A started Switchboard (tests use it to run real servers on port 0)."""
 
     def __init__(self, core: CoreServer | None, runner: web.AppRunner | None,
-                 http_port: int) -> None:
+                 http_port: int, metrics: MetricsServer | None = None) -> None:
         self.core = core
         self.runner = runner
         self.http_port = http_port
+        self.metrics = metrics
 
     @property
     def grpc_port(self) -> int:
@@ -44,6 +49,8 @@ class Running:
             await self.core.stop()
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.metrics is not None:
+            await self.metrics.stop()
 
 
 async def start(config: CoreConfig, options: ServeOptions,
@@ -70,10 +77,25 @@ async def start(config: CoreConfig, options: ServeOptions,
         http_port = sockets[0].getsockname()[1] if sockets else options.http_port
         log.info("shim listening on http://%s:%d (core at %s)", options.http_host, http_port,
                  target)
-    return Running(core, runner, http_port)
+    metrics = None
+    if options.metrics_port is not None:
+        metrics = await MetricsServer.start(options.http_host, options.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", options.http_host, metrics.port)
+    return Running(core, runner, http_port, metrics)
 
 
 async def serve_forever(config: CoreConfig, options: ServeOptions) -> None:
+    if options.otlp_endpoint:
+        configure_tracing(options.otlp_endpoint,
+                          service="switchboard" if options.role == "all"
+                          else f"switchboard-{options.role}")
+    try:
+        await _serve(config, options)
+    finally:
+        shutdown_tracing()  # flushes the spans still buffered
+
+
+async def _serve(config: CoreConfig, options: ServeOptions) -> None:
     running = await start(config, options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from core.observability import metrics, tracing
+from core.observability.http import METRICS_PATH, metrics_handler
 from core.observability.requests import (
     HEADER,
     METADATA_KEY,
@@ -30,7 +30,6 @@ from core.observability.requests import (
 
 log = logging.getLogger("switchboard.http")
 
-METRICS_PATH = "/metrics"
 DIALECTS = ("halo", "slug", "aibot", "flow")
 # Preflights are answered by shim.cors for every dialect: their path says which one.
 _PREFIXES = (
@@ -111,11 +110,6 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
     request_id = request.get(REQUEST_ID_KEY)
     if request_id:
         response.headers[HEADER] = request_id
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(REGISTRY),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def setup(app: web.Application) -> None:

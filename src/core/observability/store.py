@@ -22,7 +22,6 @@ _MARK = "_switchboard_instrumented"
 
 def _timed(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     ok = metrics.STORE_DURATION.labels(name, "ok")
-    failed = metrics.STORE_DURATION.labels(name, "error")
     span_name = f"store.{name}"
 
     @functools.wraps(method)
@@ -32,7 +31,9 @@ def _timed(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Aw
             try:
                 result = await method(*args, **kwargs)
             except BaseException:
-                failed.observe(time.perf_counter() - started)
+                metrics.STORE_DURATION.labels(name, "error").observe(
+                    time.perf_counter() - started
+                )
                 raise
         ok.observe(time.perf_counter() - started)
         return result
