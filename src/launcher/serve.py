@@ -60,8 +60,10 @@ async def start(config: CoreConfig, options: ServeOptions,
         await core.start()
         if options.demo:
             await seed_demo(core.store, core.auth, core.ids, core.clock)
-            log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "
-                     "sk_demo_secret_key)")
+            # The secret demo key stays out of the log (README.md lists it): a log line
+            # with a secret in it would teach log readers to expect one.
+            log.info("demo organisation ready (publishable demo key ab_live_demo_widget_key; "
+                     "the secret demo key is in README.md)")
     runner = None
     http_port = 0
     if options.role in ("all", "shim"):
