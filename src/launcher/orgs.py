@@ -24,6 +24,18 @@ _LIMITS = {
 }
 
 
+_HELP = {
+    "rps": "requests per second each key may make (token bucket refill rate)",
+    "burst": "requests a key may make at once before --rps applies",
+    "max_streams": "streams a key may hold open at once",
+    "daily_budget_micros": "organisation spend per UTC day, micro-dollars (0: no limit)",
+    "monthly_budget_micros": "organisation spend per UTC month, micro-dollars (0: no limit)",
+    "user_daily_budget_micros": "spend per end user per UTC day, micro-dollars (0: no limit)",
+    "user_monthly_budget_micros": "spend per end user per UTC month, micro-dollars "
+                                  "(0: no limit)",
+}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     org = sub.add_parser("org", help="show or change an organisation's settings")
     org_sub = org.add_subparsers(dest="org_command", required=True)
@@ -33,11 +45,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         p.add_argument("--database", help="SQLite file")
         if name == "set":
             for flag, (_, _, kind) in _LIMITS.items():
-                p.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag)
+                p.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag,
+                               help=_HELP[flag])
             p.add_argument("--allowed-origins", help="comma-separated origins ('' for none)")
-            p.add_argument("--require-identity", action=argparse.BooleanOptionalAction)
-            p.add_argument("--allow-anonymous", action=argparse.BooleanOptionalAction)
-            p.add_argument("--identity-secret")
+            p.add_argument("--require-identity", action=argparse.BooleanOptionalAction,
+                           help="require a verified user (user_token) on every chat")
+            p.add_argument("--allow-anonymous", action=argparse.BooleanOptionalAction,
+                           help="with --require-identity, still accept chats that name no user")
+            p.add_argument("--identity-secret",
+                           help="HS256 secret that signs user tokens (shown as '(set)')")
 
 
 def _public(settings: OrgSettings) -> dict[str, Any]:
