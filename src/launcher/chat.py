@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 
 import grpc
@@ -56,12 +58,19 @@ class _Lines:
         self._reader: asyncio.StreamReader | None = None
 
     async def open(self) -> None:
+        try:
+            mode = os.fstat(sys.stdin.fileno()).st_mode
+        except (OSError, ValueError):
+            return
+        if not (sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            # A regular file or /dev/null (which epoll refuses): plain reads never wait.
+            return
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         try:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         except (ValueError, OSError):
-            return  # a regular file: plain reads never wait for anyone
+            return
         self._reader = reader
 
     async def readline(self) -> str | None:
