@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +183,19 @@ async def test_metrics_follow_a_short_load(sb: Harness, hook: str) -> None:
             if label == "route":
                 assert text in routes, text
     assert json.dumps(sorted(families))  # the scrape parsed as a whole
+
+
+def test_dashboard_and_operations_doc_cover_every_family() -> None:
+    """deploy/grafana-dashboard.json queries only metrics that exist and shows every
+    family; docs/operations.md lists every family."""
+    root = Path(__file__).resolve().parents[2]
+    dashboard = json.loads((root / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\bswitchboard_[a-z_]+", e)}
+    suffixes = ("_total", "_bucket", "_count", "_sum")
+    bases = {next((u[: -len(s)] for s in suffixes if u.endswith(s)), u) for u in used}
+    assert bases <= set(FAMILIES), bases - set(FAMILIES)
+    assert set(FAMILIES) <= bases, set(FAMILIES) - bases
+    doc = (root / "docs" / "operations.md").read_text()
+    undocumented = [f for f in FAMILIES if f not in doc]
+    assert not undocumented, undocumented
