@@ -8,6 +8,7 @@ the dialect that owns them; a path no route matches is `unmatched`.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -39,6 +40,8 @@ _PREFIXES = (
 # Probes and scrapes arrive every few seconds: counted, never logged.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", METRICS_PATH})
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# nginx's status for a request the client abandoned; never sent, only counted and logged.
+CLIENT_CLOSED = 499
 
 # What the core told us about the request's turn (filled by the channel interceptor, read
 # by the request's log line).
@@ -85,6 +88,9 @@ async def observe(request: web.Request,
                 response = await handler(request)
             except web.HTTPException as exc:
                 status = exc.status
+                raise
+            except asyncio.CancelledError:
+                status = CLIENT_CLOSED  # the client went away before the answer ended
                 raise
             status = response.status
             if span is not None:
