@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from core.observability.requests import MAX_REQUEST_ID_CHARS
 from harness import SECRET, Harness
 
-PORT = re.compile(r"(?:listening on (?:http://)?127\.0\.0\.1:)(\d+)")
+PORT = re.compile(r"(?:listening on|metrics on) (?:http://)?127\.0\.0\.1:(\d+)")
 # Things that must never be logged: keys (a valid one and a wrong one), the message.
 MESSAGE = "My card number is 4111 1111 1111 1111, what are your business hours?"
 WRONG_KEY = "sk_live_wrong_key_that_must_not_be_logged"
@@ -124,10 +124,11 @@ async def test_one_request_id_and_one_trace_from_shim_to_core(tmp_path: Path,
     tracing = ("--otlp-endpoint", collector.url)
     core, grpc_port = await Process.start(
         "--role", "core", "--demo", "--grpc-port", "0", "--database", str(tmp_path / "sb.db"),
-        *tracing)
+        "--metrics-port", "0", *tracing)
     shim: Process | None = None
     try:
         await core.wait_for("demo organisation ready")
+        metrics_port = await core.wait_for("/metrics")
         shim, http_port = await Process.start(
             "--role", "shim", "--core", f"127.0.0.1:{grpc_port}", "--http-port", "0", *tracing)
         base = f"http://127.0.0.1:{http_port}"
@@ -148,6 +149,12 @@ async def test_one_request_id_and_one_trace_from_shim_to_core(tmp_path: Path,
                                  headers={"Authorization": f"Bearer {WRONG_KEY}"}) as r:
                 assert r.status == 401
                 refused = r.headers["X-Request-Id"]
+            # The core's own metrics listener (a --role core process has no shim).
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                assert r.status == 200
+                scraped = await r.text()
+            async with http.get("/metrics") as r:
+                shim_scraped = await r.text()
     finally:
         shim_lines = await shim.stop() if shim is not None else []
         core_lines = await core.stop()
@@ -175,6 +182,14 @@ async def test_one_request_id_and_one_trace_from_shim_to_core(tmp_path: Path,
     assert having(core_lines, request_id=made, logger="switchboard.turns")
     assert having(core_lines, request_id=refused, code="UNAUTHENTICATED")
     assert having(shim_lines, request_id=refused, status=401)
+
+    assert re.search(r'switchboard_grpc_calls_total\{code="OK",method="/switchboard\.v1\.'
+                     r'ChatService/Chat"\} [1-9]', scraped), scraped
+    assert re.search(r'switchboard_turns_total\{agent="support-agent",provider="kb",'
+                     r'status="completed"\} 2\.0', scraped)
+    assert "switchboard_http_requests_total{" not in scraped  # no shim in that process
+    assert 'switchboard_http_requests_total{dialect="slug"' in shim_scraped
+    assert "switchboard_turns_total{" not in shim_scraped  # no core in that one
 
     everything = "".join(shim.lines if shim else []) + "".join(core.lines)
     for secret in (SECRET, WRONG_KEY, "4111", "business hours", "Bearer"):

@@ -10,6 +10,7 @@ turn's task copies the call's context.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -111,7 +112,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 call.begin()
                 with tracing.server_span(method, call.carrier, {"rpc.method": method}):
                     try:
-                        reply = await unary(request, context)
+                        reply = unary(request, context)
+                        if inspect.isawaitable(reply):  # grpc.aio also runs plain functions
+                            reply = await reply
                     except BaseException as exc:
                         call.end(exc)
                         raise
@@ -124,6 +127,24 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                         handler.response_serializer)
 
         stream = handler.unary_stream or handler.stream_stream
+        make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler)
+        if inspect.iscoroutinefunction(stream):
+            # A handler that writes with context.write() (grpc's health Watch) rather
+            # than yielding: it stays a coroutine.
+            async def writing_behavior(request: Any, context: Any) -> None:
+                call = _Call(method, context, streaming=True)
+                call.begin()
+                with tracing.server_span(method, call.carrier, {"rpc.method": method}):
+                    try:
+                        await stream(request, context)
+                    except BaseException as exc:
+                        call.end(exc)
+                        raise
+                call.end(None)
+
+            return make(writing_behavior, handler.request_deserializer,
+                        handler.response_serializer)
 
         async def stream_behavior(request: Any, context: Any) -> AsyncIterator[Any]:
             call = _Call(method, context, streaming=True)
@@ -137,6 +158,4 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                     raise
             call.end(None)
 
-        make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
-                else grpc.stream_stream_rpc_method_handler)
         return make(stream_behavior, handler.request_deserializer, handler.response_serializer)
