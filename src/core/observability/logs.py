@@ -66,14 +66,22 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
-    """Install one stderr handler on the root logger in the chosen format."""
+    """Install one stderr handler on the root logger in the chosen format. Like
+    `logging.basicConfig`, it leaves a root logger that someone else configured (a test
+    runner calling the CLI in-process) alone."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    if root.handlers:
+        return
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    setattr(handler, _OURS, True)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+_OURS = "_switchboard_handler"
