@@ -17,6 +17,7 @@ import pytest
 
 from harness import Harness
 from launcher.cli import _version, build_parser
+from launcher.organisations import MAX_SLUG_CHARS
 
 ENV = {**os.environ, "SWITCHBOARD_LOG_LEVEL": "WARNING"}
 
@@ -62,10 +63,14 @@ def test_orgs_create_and_list_then_an_agent_for_it(tmp_path: Path) -> None:
     assert again.returncode == 2 and "already exists" in again.stderr
     bad = cli("orgs", "create", "Not A Slug", *db)
     assert bad.returncode == 2 and "not a valid slug" in bad.stderr
+    too_long = cli("orgs", "create", "a" * (MAX_SLUG_CHARS + 1), *db)
+    assert too_long.returncode == 2 and "not a valid slug" in too_long.stderr
+    assert cli("orgs", "create", "a" * MAX_SLUG_CHARS, *db).returncode == 0
     assert cli("orgs", "create", "beta", *db).returncode == 0
     listed = cli("orgs", "list", *db)
-    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == ["acme", "beta"]
-    assert listed.stdout.splitlines()[0].endswith("\tAcme Inc")
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [
+        "a" * MAX_SLUG_CHARS, "acme", "beta"]
+    assert listed.stdout.splitlines()[1].endswith("\tAcme Inc")
     # docs/agents.md's example: an agent for an organisation made with `orgs create`
     agent = Path(__file__).parents[2] / "examples" / "agents" / "kb-agent.yaml"
     applied = cli("agents", "apply", str(agent), "--org", "acme", *db)
