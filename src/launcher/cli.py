@@ -51,6 +51,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _otlp_endpoint(text: str) -> str:
+    from core.observability.tracing import traces_url
+
+    try:
+        traces_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", help="SQLite file (default .switchboard/switchboard.db, "
                    "or $SWITCHBOARD_DATA_DIR/switchboard.db)")
@@ -86,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "no shim; the shim always serves /metrics)")
     serve.add_argument("--log-format", choices=FORMATS, default="text",
                        help="log lines as text (default) or one JSON object per line")
-    serve.add_argument("--otlp-endpoint", default="",
+    serve.add_argument("--otlp-endpoint", default="", type=_otlp_endpoint,
                        help="export OpenTelemetry traces to this OTLP/HTTP endpoint, e.g. "
                             "http://127.0.0.1:4318 (off by default)")
     _add_db(serve)

@@ -98,6 +98,11 @@ def test_an_explicit_new_database_is_still_created(tmp_path: Path) -> None:
     assert (tmp_path / "new.db").exists()
 
 
+def test_a_bad_otlp_endpoint_is_a_usage_error() -> None:
+    result = cli("serve", "--otlp-endpoint", "collector:4318")
+    assert result.returncode == 2 and "must be an http(s) URL" in result.stderr
+
+
 def test_chat_without_a_core_says_to_start_it(tmp_path: Path) -> None:
     result = cli("chat", "--core", "127.0.0.1:1", "hello")
     assert result.returncode == 1
