@@ -54,6 +54,8 @@ def _positive_seconds(text: str) -> float:
 def _otlp_endpoint(text: str) -> str:
     from core.observability.tracing import traces_url
 
+    if not text:
+        return text  # argparse runs string defaults through `type` too: "" is "off"
     try:
         traces_url(text)
     except ValueError as exc:

@@ -133,3 +133,47 @@ async def test_ctrl_c_quits_interactive_chat_at_once(sb: Harness) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_ctrl_c_on_a_terminal_quits_interactive_chat(sb: Harness) -> None:
+    """The same through a pseudo-terminal: the Ctrl-C byte becomes SIGINT as on a desk."""
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import termios
+
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "launcher.cli", "chat", "--core", sb.grpc_target,
+        stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal, env=ENV,
+    )
+    os.close(slave)
+    loop = asyncio.get_running_loop()
+    seen = b""
+
+    async def until(token: bytes) -> None:
+        nonlocal seen
+        while token not in seen:
+            chunk = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 4096),
+                                           timeout=30)
+            assert chunk, seen
+            seen += chunk
+
+    try:
+        await until(b"> ")
+        os.write(master, b"What are your business hours?\r")
+        await until(b"confidence")
+        seen = seen[seen.index(b"confidence"):]
+        await until(b"> ")
+        await asyncio.sleep(0.2)
+        os.write(master, b"\x03")
+        assert await asyncio.wait_for(proc.wait(), timeout=20) == 130
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        os.close(master)
