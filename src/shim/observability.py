@@ -40,6 +40,7 @@ _PREFIXES = (
 # Probes and scrapes arrive every few seconds: counted, never logged.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", METRICS_PATH})
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # nginx's status for a request the client abandoned; never sent, only counted and logged.
 CLIENT_CLOSED = 499
 
@@ -77,11 +78,13 @@ async def observe(request: web.Request,
     fields: dict[str, str] = {}
     fields_token = _TURN_FIELDS.set(fields)
     dialect, route = route_of(request)
+    # The HTTP parser knows dozens of methods (WebDAV, ...): only the usual ones are labels.
+    method = request.method if request.method in METHODS else metrics.OTHER
     started = time.monotonic()
     status = 500
     try:
-        with tracing.server_span(f"{request.method} {route}", request.headers, {
-            "http.request.method": request.method, "http.route": route,
+        with tracing.server_span(f"{method} {route}", request.headers, {
+            "http.request.method": method, "http.route": route,
             "switchboard.dialect": dialect,
         }) as span:
             try:
@@ -98,14 +101,14 @@ async def observe(request: web.Request,
             return response
     finally:
         elapsed = time.monotonic() - started
-        metrics.HTTP_REQUESTS.labels(dialect, route, request.method, str(status)).inc()
+        metrics.HTTP_REQUESTS.labels(dialect, route, method, str(status)).inc()
         metrics.HTTP_DURATION.labels(dialect, route).observe(elapsed)
         if route not in QUIET_ROUTES:
             # The method and route template only: a raw path or query could carry a
             # customer's data, and the body never reaches a log.
-            log.info("%s %s %d", request.method, route, status, extra={
+            log.info("%s %s %d", method, route, status, extra={
                 **fields, "request_id": request_id, "dialect": dialect, "route": route,
-                "method": request.method, "status": status,
+                "method": method, "status": status,
                 "duration_ms": round(elapsed * 1000, 1),
             })
         _TURN_FIELDS.reset(fields_token)

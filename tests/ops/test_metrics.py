@@ -118,6 +118,8 @@ async def test_metrics_follow_a_short_load(sb: Harness, hook: str) -> None:
                       {"messages": [{"role": "user", "content": "where is A-1?"}]}) == 200
     async with sb.http.get("/v1/nothing/conv_0123456789") as missing:
         assert missing.status == 404
+    async with sb.http.request("PROPFIND", "/healthz") as odd:  # a WebDAV method
+        assert odd.status == 405
 
     await set_org(sb, budget={"daily_micros": 1})
     assert await post(sb, "/v1/api/chat/slowpoke", {"message": "hi"}) == 429
@@ -144,6 +146,7 @@ async def test_metrics_follow_a_short_load(sb: Harness, hook: str) -> None:
                  status="200") >= 1
     assert delta(http, dialect="slug", status="429") >= 2
     assert delta(http, route="unmatched", status="404") == 1
+    assert delta(http, route="unmatched", method="other", status="405") == 1
     assert delta("switchboard_http_request_duration_seconds_count", dialect="slug") >= 4
     assert delta("switchboard_http_request_duration_seconds_sum", dialect="slug") > 0
     # gRPC: by method and code.
@@ -180,6 +183,7 @@ async def test_metrics_follow_a_short_load(sb: Harness, hook: str) -> None:
     for (name, labels), _ in after.items():
         for label, text in labels:
             assert "conv_" not in text and "0123456789" not in text, (name, label, text)
+            assert text != "PROPFIND", (name, label)
             if label == "route":
                 assert text in routes, text
     assert json.dumps(sorted(families))  # the scrape parsed as a whole
