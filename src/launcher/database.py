@@ -19,7 +19,14 @@ def missing_default_database(path: str, explicit: bool) -> str | None:
     """Why a store command must not run on `path` (None when it may): the default
     database (no --database given) does not exist. An explicit --database is created if
     new, so `--database /tmp/new.db` keeps working for setting up a fresh store."""
-    if explicit or ":memory:" in path or Path(path).exists():
+    if explicit or ":memory:" in path:
+        return None
+    if "://" in path:
+        scheme, _, rest = path.partition("://")
+        if not scheme.startswith("sqlite"):
+            return None  # a database server: nothing here would create it by accident
+        path = rest.lstrip("/") if not rest.startswith("//") else rest[1:]
+    if Path(path).exists():
         return None
     where = Path(path).resolve()
     source = ("$SWITCHBOARD_DATA_DIR" if os.environ.get("SWITCHBOARD_DATA_DIR")
