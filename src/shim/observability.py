@@ -19,6 +19,7 @@ import grpc
 from aiohttp import web
 
 from core.observability import metrics, tracing
+from core.observability.grpc_server import ORG_METADATA_KEY
 from core.observability.http import METRICS_PATH, metrics_handler
 from core.observability.requests import (
     HEADER,
@@ -142,6 +143,15 @@ def _with_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDet
                                       details.credentials, details.wait_for_ready)
 
 
+async def _note_org(call: Any) -> None:
+    fields = _TURN_FIELDS.get()
+    if fields is None:
+        return
+    for key, value in await call.trailing_metadata() or ():
+        if key == ORG_METADATA_KEY:
+            fields["org"] = str(value)
+
+
 def _note_turn(message: Any) -> None:
     fields = _TURN_FIELDS.get()
     if fields is None or fields.get("turn_id"):
@@ -166,6 +176,7 @@ class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
                                     request: Any) -> Any:
         call = await continuation(_with_context(client_call_details), request)
         _note_turn(await call)  # raises the call's error, as awaiting the call would
+        await _note_org(call)
         return call
 
 
@@ -180,6 +191,7 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
             async for reply in call:
                 _note_turn(reply)
                 yield reply
+            await _note_org(call)
 
         # grpc keeps the call behind the iterator: cancel() and the status still work.
         return replies()

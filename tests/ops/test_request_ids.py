@@ -173,12 +173,14 @@ async def test_one_request_id_and_one_trace_from_shim_to_core(tmp_path: Path,
     assert conversation.endswith(turn_line["conversation_id"].replace("-", ""))
     assert turn_line["agent"] == "support-agent" and turn_line["dialect"] == "slug"
     assert turn_line["status"] == "completed" and turn_line["org"]
+    assert http_line["org"] == turn_line["org"]
     assert turn_line["duration_ms"] > 0
     [rpc_line] = having(core_lines, request_id="req-from-client-0001",
                         logger="switchboard.grpc")
     assert rpc_line["code"] == "OK" and rpc_line["method"].endswith("/Chat")
     # The made-up id travels too; the refused call is logged with its code.
-    assert having(shim_lines, request_id=made, dialect="halo")
+    [halo_line] = having(shim_lines, request_id=made, dialect="halo")
+    assert halo_line["org"] == turn_line["org"] and halo_line["turn_id"]
     assert having(core_lines, request_id=made, logger="switchboard.turns")
     assert having(core_lines, request_id=refused, code="UNAUTHENTICATED")
     assert having(shim_lines, request_id=refused, status=401)

@@ -23,6 +23,10 @@ from core.observability.requests import METADATA_KEY, accept_request_id, set_req
 
 log = logging.getLogger("switchboard.grpc")
 
+# The caller's organisation id, in the trailing metadata of a call that succeeded: the
+# shim puts it in its request log line (it knows the key, never the organisation).
+ORG_METADATA_KEY = "x-switchboard-org"
+
 # Health checks arrive every few seconds from load balancers: counted, never logged.
 QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
@@ -60,6 +64,12 @@ def _org() -> str:
         return current_principal().org_id
     except LookupError:
         return ""
+
+
+def _tell_org(context: Any) -> None:
+    org = _org()
+    if org:
+        context.set_trailing_metadata(((ORG_METADATA_KEY, org),))
 
 
 class _Call:
@@ -115,6 +125,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                         reply = unary(request, context)
                         if inspect.isawaitable(reply):  # grpc.aio also runs plain functions
                             reply = await reply
+                        _tell_org(context)
                     except BaseException as exc:
                         call.end(exc)
                         raise
@@ -153,6 +164,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     async for item in stream(request, context):
                         yield item
+                    _tell_org(context)
                 except BaseException as exc:
                     call.end(exc)
                     raise
