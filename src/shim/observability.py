@@ -147,7 +147,7 @@ async def _note_org(call: Any) -> None:
     fields = _TURN_FIELDS.get()
     if fields is None:
         return
-    for key, value in await call.trailing_metadata() or ():
+    for key, value in await call.initial_metadata() or ():
         if key == ORG_METADATA_KEY:
             fields["org"] = str(value)
 
@@ -188,10 +188,13 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
             return call
 
         async def replies() -> AsyncIterator[Any]:
+            first = True
             async for reply in call:
+                if first:
+                    first = False
+                    await _note_org(call)
                 _note_turn(reply)
                 yield reply
-            await _note_org(call)
 
         # grpc keeps the call behind the iterator: cancel() and the status still work.
         return replies()

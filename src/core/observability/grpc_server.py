@@ -23,8 +23,9 @@ from core.observability.requests import METADATA_KEY, accept_request_id, set_req
 
 log = logging.getLogger("switchboard.grpc")
 
-# The caller's organisation id, in the trailing metadata of a call that succeeded: the
-# shim puts it in its request log line (it knows the key, never the organisation).
+# The caller's organisation id, in the initial metadata of a call that answers: the shim
+# puts it in its request log line (it knows the key, never the organisation). Sent before
+# the first message (the auth interceptor has run by then); a refused call has none.
 ORG_METADATA_KEY = "x-switchboard-org"
 
 # Health checks arrive every few seconds from load balancers: counted, never logged.
@@ -66,10 +67,14 @@ def _org() -> str:
         return ""
 
 
-def _tell_org(context: Any) -> None:
+async def _tell_org(context: Any) -> None:
     org = _org()
-    if org:
-        context.set_trailing_metadata(((ORG_METADATA_KEY, org),))
+    if not org:
+        return
+    try:
+        await context.send_initial_metadata(((ORG_METADATA_KEY, org),))
+    except Exception:  # a handler that sent its own initial metadata keeps it
+        log.debug("initial metadata already sent", exc_info=True)
 
 
 class _Call:
@@ -125,7 +130,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                         reply = unary(request, context)
                         if inspect.isawaitable(reply):  # grpc.aio also runs plain functions
                             reply = await reply
-                        _tell_org(context)
+                        await _tell_org(context)
                     except BaseException as exc:
                         call.end(exc)
                         raise
@@ -162,9 +167,12 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             call.begin()
             with tracing.server_span(method, call.carrier, {"rpc.method": method}):
                 try:
+                    first = True
                     async for item in stream(request, context):
+                        if first:
+                            first = False
+                            await _tell_org(context)
                         yield item
-                    _tell_org(context)
                 except BaseException as exc:
                     call.end(exc)
                     raise
