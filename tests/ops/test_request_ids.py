@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import os
 import re
 import signal
@@ -225,3 +226,23 @@ async def test_an_incoming_request_id_is_kept_only_when_safe(sb: Harness, sent: 
         assert got == sent
     else:
         assert got != sent and re.fullmatch(r"[0-9a-f]{32}", got)
+
+
+async def test_a_grpc_client_can_send_its_own_request_id(
+        sb: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    from switchboard.v1 import chat_pb2
+
+    caplog.set_level(logging.INFO)
+    for sent in ("grpc-client-7", "not valid!"):
+        call = sb.chat.Chat(
+            chat_pb2.ChatRequest(turn=chat_pb2.TurnInput(message="What are your hours?")),
+            metadata=[("authorization", f"Bearer {SECRET}"), ("x-request-id", sent)],
+        )
+        await call
+        org = dict(await call.initial_metadata())["x-switchboard-org"]
+        assert org == sb.org_id
+    turns = [r for r in caplog.records if r.name == "switchboard.turns"]
+    ids = [getattr(r, "request_id", "") for r in turns]
+    assert ids[0] == "grpc-client-7"
+    assert re.fullmatch(r"[0-9a-f]{32}", ids[1])
+    assert all(getattr(r, "org", "") == sb.org_id for r in turns)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.events import Usage
 from core.observability import metrics, tracing
+from core.observability.requests import current_request_id
 
 if TYPE_CHECKING:
     from core.domain import AgentRecord
@@ -71,7 +72,9 @@ def turn_finished(live: LiveTurn, agent: AgentRecord, dialect: str, status: str,
         metrics.MODEL_COST.labels(model).inc(billed.cost_micros)
     # Ids and names only: never the message, the reply or a key.
     log.info("turn %s", status, extra={
-        "conversation_id": live.conversation_id, "turn_id": live.turn_id,
+        # The turn's task copied the request's context: this is the request that started it.
+        "request_id": current_request_id(), "conversation_id": live.conversation_id,
+        "turn_id": live.turn_id,
         "org": live.org_id, "agent": agent.slug, "provider": provider,
         "model": billed.model, "dialect": dialect[:MAX_DIALECT_CHARS], "status": status,
         "duration_ms": round(elapsed * 1000, 1), "first_token_ms": first_token_ms,
