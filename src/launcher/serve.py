@@ -24,6 +24,9 @@ class ServeOptions:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     core_target: str = ""  # for --role shim; default: the local core
+    # With both roles in one process the shim calls the core's handlers directly;
+    # False keeps a real gRPC channel over loopback (tests run both paths).
+    in_process: bool = True
 
 
 class Running:
@@ -59,7 +62,8 @@ async def start(config: CoreConfig, options: ServeOptions,
     http_port = 0
     if options.role in ("all", "shim"):
         target = options.core_target or f"{config.host}:{core.port if core else config.port}"
-        app = create_app(target)
+        channel = core.channel() if core is not None and options.in_process else None
+        app = create_app(target, core_channel=channel)
         runner = web.AppRunner(app, access_log=logging.getLogger("switchboard.http"),
                                shutdown_timeout=5.0)
         await runner.setup()
@@ -68,8 +72,8 @@ async def start(config: CoreConfig, options: ServeOptions,
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         http_port = sockets[0].getsockname()[1] if sockets else options.http_port
-        log.info("shim listening on http://%s:%d (core at %s)", options.http_host, http_port,
-                 target)
+        log.info("shim listening on http://%s:%d (core %s)", options.http_host, http_port,
+                 "in process" if channel is not None else f"at {target}")
     return Running(core, runner, http_port)
 
 

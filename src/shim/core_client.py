@@ -63,9 +63,14 @@ def decode_error(exc: grpc.aio.AioRpcError) -> CoreError:
 
 
 class CoreClient:
-    def __init__(self, target: str) -> None:
+    """Stubs of the core's services on one channel: a gRPC channel to `target`, or, for a
+    core in the same process, its in-process channel (`CoreServer.channel()`), which the
+    same stubs use without HTTP/2 (see core.grpcapi.inprocess)."""
+
+    def __init__(self, target: str, channel: Any = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(
+        self.in_process = channel is not None
+        self.channel = channel if channel is not None else grpc.aio.insecure_channel(
             target,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import grpc
 from grpc_health.v1 import _async as health_aio
@@ -17,6 +18,7 @@ from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
 from core.grpcapi.flow_servicer import register_flow_service
+from core.grpcapi.inprocess import HandlerRegistry, InProcessChannel
 from core.keys import Authenticator
 from core.pricing import Pricing
 from core.store.base import Store
@@ -55,6 +57,7 @@ class CoreServer:
                                  pricer=self.pricing.price)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
+        self._handlers: HandlerRegistry | None = None
         self.port = 0
         self.extra_services: list[str] = []
         # FlowService is part of every core; callers add more.
@@ -74,17 +77,24 @@ class CoreServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 0),
         ]
+        interceptors = [AuthInterceptor(self.auth)]
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.auth)],
+            interceptors=interceptors,
             options=options,
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), server)
+        # Every service is added through the registry too, so `channel()` reaches the
+        # same handlers behind the same interceptors.
+        self._handlers = HandlerRegistry(interceptors, self.config.max_concurrent_rpcs)
+        both = cast(grpc.aio.Server, self._handlers.recording(server))
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), both)
         for register in self._registrars:
-            self.extra_services.append(register(self, server))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+            self.extra_services.append(register(self, both))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, both)
         names = (CHAT_SERVICE, *self.extra_services, health.SERVICE_NAME,
                  reflection.SERVICE_NAME)
+        # Reflection picks its aio servicer by the server's type, so it gets the real one
+        # (the shim never calls reflection).
         reflection.enable_server_reflection(names, server)
         self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         if self.port == 0:
@@ -95,6 +105,13 @@ class CoreServer:
         log.info("core listening on %s:%d (database %s)", self.config.host, self.port,
                  self.config.database)
         return self.port
+
+    def channel(self) -> InProcessChannel:
+        """A channel for a shim in this process: the generated stubs work on it and call
+        the handlers directly (see core.grpcapi.inprocess). Valid once started."""
+        if self._handlers is None:
+            raise RuntimeError("the core is not started")
+        return InProcessChannel(self._handlers)
 
     async def _set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
