@@ -310,6 +310,12 @@ class UnaryStreamCall:
         run = self._run(registry, _CallDetails(method, self._context.invocation_metadata()),
                         request, timeout)
         self._task = self._loop.create_task(run, context=contextvars.Context())
+        # Not in `_run`'s finally: a task cancelled before it started never runs it.
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._finished = True
+        self._wake()
 
     # the handler's side
 
@@ -333,8 +339,6 @@ class UnaryStreamCall:
             registry.admit()
         except grpc.aio.AioRpcError as exc:
             self._error = exc
-            self._finished = True
-            self._wake()
             return
         try:
             async with asyncio.timeout(timeout):
@@ -368,8 +372,6 @@ class UnaryStreamCall:
                 except Exception as exc:
                     self._error = self._error or _unexpected(exc)
             registry.release()
-            self._finished = True
-            self._wake()
 
     # the reader's side
 
