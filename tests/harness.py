@@ -40,8 +40,10 @@ def auth(key: str = SECRET) -> list[tuple[str, str]]:
 
 
 class Harness:
-    def __init__(self, running: Running, org_id: str, database: str) -> None:
+    def __init__(self, running: Running, org_id: str, database: str,
+                 transport: str = "inprocess") -> None:
         self.running = running
+        self.transport = transport
         self.org_id = org_id
         self.database = database
         core = running.core
@@ -81,7 +83,12 @@ class Harness:
         options = ServeOptions(http_port=0, in_process=transport == "inprocess")
         running = await start(config, options, core=core)
         org_id = await seed_demo(core.store, core.auth, core.ids, core.clock)
-        return cls(running, org_id, database)
+        return cls(running, org_id, database, transport)
+
+    def core_channel(self) -> Any:
+        """For a second shim on this core (`create_app(..., core_channel=...)`): the
+        in-process channel, or None (a real gRPC channel), as the harness's transport."""
+        return self.core.channel() if self.transport == "inprocess" else None
 
     async def apply_agent(self, source: str | dict[str, Any]) -> str:
         """Create or update an agent of the demo organisation; returns its id."""

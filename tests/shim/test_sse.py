@@ -40,7 +40,7 @@ def test_heartbeat_is_a_comment() -> None:
 @pytest.fixture
 async def fast_heartbeat_shim(sb: Harness) -> AsyncIterator[str]:
     """A second shim on the same core whose SSE heartbeat interval is 0.1 s."""
-    app = create_app(sb.grpc_target)
+    app = create_app(sb.grpc_target, core_channel=sb.core_channel())
     app[HEARTBEAT_S] = 0.1
     runner = web.AppRunner(app)
     await runner.setup()

@@ -46,7 +46,7 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandl
 
 
 class _CallDetails(grpc.HandlerCallDetails):  # type: ignore[misc]
-    __slots__ = ("method", "invocation_metadata")
+    __slots__ = ("invocation_metadata", "method")
 
     def __init__(self, method: str, invocation_metadata: tuple[tuple[str, Any], ...]) -> None:
         self.method = method
@@ -248,13 +248,16 @@ class UnaryUnaryCall:
         run = self._run(registry, _CallDetails(method, self._context.invocation_metadata()),
                         request, timeout)
         self._task = asyncio.get_running_loop().create_task(run, context=contextvars.Context())
+        # A call nobody awaits (its caller was cancelled first) is not an unretrieved
+        # exception to log, as with grpc.aio.
+        self._task.add_done_callback(_retrieve)
 
     async def _run(self, registry: HandlerRegistry, details: _CallDetails, request: Any,
-                   timeout: float | None) -> Any:
+                   timeout_s: float | None) -> Any:
         ctx = self._context
         registry.admit()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout_s):
                 handler = await registry.resolve(details)
                 if handler is None or handler.unary_unary is None:
                     raise _unimplemented()
@@ -288,7 +291,9 @@ class UnaryUnaryCall:
         return self._task.done()
 
 
-_END: Final = object()
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class UnaryStreamCall:
@@ -332,7 +337,7 @@ class UnaryStreamCall:
             waiter.set_result(None)
 
     async def _run(self, registry: HandlerRegistry, details: _CallDetails, request: Any,
-                   timeout: float | None) -> None:
+                   timeout_s: float | None) -> None:
         ctx = self._context
         produced: Any = None
         try:
@@ -341,7 +346,7 @@ class UnaryStreamCall:
             self._error = exc
             return
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout_s):
                 handler = await registry.resolve(details)
                 if handler is None or handler.unary_stream is None:
                     raise _unimplemented()
