@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -113,12 +113,19 @@ class TurnFold:
     events: tuple[Event, ...] = field(default_factory=tuple)
 
 
+def _hash_default(value: Any) -> Any:
+    # Nested dataclasses as the dicts `asdict` made of them, without its deep copy of
+    # the whole request (images included): the digest stays the same as before.
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    return str(value)
+
+
 def request_hash(request: TurnRequest) -> str:
     """A stable digest of what the client asked (idempotency compares these)."""
-    data = asdict(request)
-    data.pop("idempotency_key", None)
-    data.pop("metadata", None)
-    raw = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    data = {f.name: getattr(request, f.name) for f in fields(request)
+            if f.name not in ("idempotency_key", "metadata")}
+    raw = json.dumps(data, sort_keys=True, default=_hash_default, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
