@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import harness as harness_module
+from core import http_pool
 from harness import Harness
 
 
@@ -23,6 +24,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"shim transport: {harness_module.TRANSPORT}"
+
+
+@pytest.fixture(autouse=True)
+async def _close_http_pool() -> AsyncIterator[None]:
+    """A test that calls out without a core (webhook tools alone) closes the process's
+    pooled HTTP session on its own event loop; a core closes it when it stops."""
+    yield
+    await http_pool.close()
 
 
 @pytest.fixture

@@ -737,3 +737,27 @@ def test_local_server_needs_no_key() -> None:
 def test_from_options_rejects_bad_values(options: dict[str, Any], field_name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field_name}: "):
         OpenAIConfig.from_options(options, {})
+
+
+async def test_agents_share_the_pooled_session(fake: FakeOpenAI) -> None:
+    """A provider built for an agent uses the process's pooled session: model steps
+    reuse a kept-alive connection instead of a handshake each."""
+    from core.agents.definition import parse_agent
+    from core.providers.registry import build_provider
+
+    peers: list[Any] = []
+    respond = sse(TEXT_STREAM)
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return await respond(request)
+
+    fake.script = [recording]
+    agent = parse_agent({"name": "pooled", "slug": "pooled", "provider": {
+        "kind": "openai", "model": MODEL, "api_key": API_KEY, "base_url": fake.base_url}})
+    provider = build_provider(agent, "agent-pooled")
+    assert isinstance(provider, OpenAIProvider)
+    for _ in range(3):
+        await collect(provider, simple_request())
+    assert len(peers) == 3 and len(set(peers)) == 1

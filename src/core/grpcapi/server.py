@@ -11,6 +11,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core import http_pool
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
 from core.engine.turns import TurnEngine
@@ -64,6 +65,7 @@ class CoreServer:
         self._registrars = (register_flow_service, *services)
 
     async def start(self) -> int:
+        http_pool.hold()
         await self.store.open()
         await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
@@ -129,5 +131,6 @@ class CoreServer:
         if self.server is not None:
             await self.server.stop(grace=1.0)
         await self.store.close()
+        await http_pool.release()
         log.info("core stopped")
 

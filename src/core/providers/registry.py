@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core import http_pool
 from core.agents.definition import AgentDefinition
 from core.knowledge import KnowledgeBase, load_knowledge_base
 from core.providers.base import ModelProvider
@@ -55,5 +56,7 @@ def _build(agent: AgentDefinition) -> ModelProvider:
     if kind == "openai":
         from core.providers.openai import OpenAIConfig, OpenAIProvider
 
-        return OpenAIProvider(OpenAIConfig.from_options(options, os.environ))
+        # The process's pooled session: connections kept alive between model steps.
+        return OpenAIProvider(OpenAIConfig.from_options(options, os.environ),
+                              session=http_pool.session)
     raise ValueError(f"unknown provider kind {kind!r}")
