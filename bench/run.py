@@ -4,7 +4,8 @@ Every figure is a ratio against a bare baseline measured in the same run, on the
 machine, by the same load tool, because absolute numbers on shared machines drift:
 
 1. core `Chat` turns/s (scripted agent, zero delay, SQLite with its default durability)
-   vs a bare grpc.aio unary echo of the same service (bench.baselines);
+   vs a bare grpc.aio unary echo of the same service (bench.baselines); 1b. the same with
+   a 100-delta reply vs row 1;
 2. core `StreamChat` text deltas/s (100-delta replies) vs a bare grpc.aio unary-stream echo;
 3. shim REST `/api/sdk/chat` requests/s vs direct gRPC `Chat` on the same core;
 4. shim SSE text events/s (slug, aibot) and Halo text-stream chunks/s vs direct gRPC
@@ -354,6 +355,14 @@ async def measure(sizes: Sizes, pinning: Pinning, workdir: Path,
                 note(_errors(chat, base1), f"{chat_cpu}; baseline {base1_cpu}"),
                 {"switchboard": chat.to_dict(), "baseline": base1.to_dict(),
                  "cpu": asdict(chat_cpu), "baseline_cpu": asdict(base1_cpu)}))
+        # 1b. unary turns whose reply is 100 text deltas (the per-delta cost of a turn)
+        chat100, chat100_cpu = await metered(core, grpc_load(
+            "chat.json", core.grpc_target, sizes, agent="bench-stream"))
+        add(Row("1b", f"core Chat turns/s, 100-delta reply (c={c})",
+                _rate(chat100, "turns/s"), f"row 1 {_rate(chat, 'turns/s')}",
+                _ratio(chat100.rps, chat.rps, chat100.ok > 0),
+                note(_errors(chat100), str(chat100_cpu)),
+                {"switchboard": chat100.to_dict(), "cpu": asdict(chat100_cpu)}))
         # 2. streamed text deltas
         base2, base2_cpu = await metered(echo, grpc_load(
             "stream_chat.json", echo.grpc_target, sizes, deltas=True))
