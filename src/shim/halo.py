@@ -146,6 +146,17 @@ class _Writer:
     def __init__(self, response: web.StreamResponse, skip: int = 0) -> None:
         self._response = response
         self._skip = skip
+        self._held: list[bytes] | None = None
+
+    def hold(self) -> None:
+        """Collect writes until `flush()` (a batch of events becomes one chunk)."""
+        if self._held is None:
+            self._held = []
+
+    async def flush(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            await self._response.write(b"".join(held))
 
     async def write(self, text: str) -> None:
         data = text.encode("utf-8")
@@ -154,7 +165,11 @@ class _Writer:
                 self._skip -= len(data)
                 return
             data, self._skip = data[self._skip:], 0
-        if data:
+        if not data:
+            return
+        if self._held is not None:
+            self._held.append(data)
+        else:
             await self._response.write(data)
 
 
@@ -216,22 +231,29 @@ async def _relay(stream: TurnStream, writer: _Writer, watch: _DisconnectWatch) -
 async def _relay_events(stream: TurnStream, writer: _Writer) -> None:
     actions: list[dict[str, Any]] = []
     try:
-        async for event in stream.events():
-            kind = event.WhichOneof("kind")
-            if kind == "text_delta":
-                if event.text_delta.text:
-                    await writer.write(stream_text(event.text_delta.text))
-            elif kind == "action":
-                actions.append(action_json(event.action))
-                await writer.write(action_record(event.action))
-            elif kind == "error":
-                raise _StreamFailed(_stream_error(event.error))
-            elif kind in ("completed", "interrupt"):
-                if kind == "completed":
-                    # The completed event carries the authoritative list.
-                    actions = [action_json(a) for a in event.completed.actions]
-                await writer.write(actions_record(actions))
-                return
+        # Every event already received goes out as one chunk (a reader that fell behind
+        # catches up in one write); the bytes are the same as event by event.
+        while (batch := await stream.batch()) is not None:
+            writer.hold()
+            try:
+                for event in batch:
+                    kind = event.WhichOneof("kind")
+                    if kind == "text_delta":
+                        if event.text_delta.text:
+                            await writer.write(stream_text(event.text_delta.text))
+                    elif kind == "action":
+                        actions.append(action_json(event.action))
+                        await writer.write(action_record(event.action))
+                    elif kind == "error":
+                        raise _StreamFailed(_stream_error(event.error))
+                    elif kind in ("completed", "interrupt"):
+                        if kind == "completed":
+                            # The completed event carries the authoritative list.
+                            actions = [action_json(a) for a in event.completed.actions]
+                        await writer.write(actions_record(actions))
+                        return
+            finally:
+                await writer.flush()
     except CoreCallError as exc:
         raise _StreamFailed(exc.error) from None
     # The core ended the stream without a terminal event: report it as a failure.
