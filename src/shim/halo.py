@@ -158,6 +158,15 @@ class _Writer:
         if held:
             await self._response.write(b"".join(held))
 
+    async def write_record(self, text: str) -> None:
+        """An action record starts a chunk of its own (after any text held before it),
+        so clients that look for records at chunk starts still find them."""
+        holding = self._held is not None
+        await self.flush()
+        await self.write(text)
+        if holding:
+            self.hold()
+
     async def write(self, text: str) -> None:
         data = text.encode("utf-8")
         if self._skip:
@@ -231,8 +240,8 @@ async def _relay(stream: TurnStream, writer: _Writer, watch: _DisconnectWatch) -
 async def _relay_events(stream: TurnStream, writer: _Writer) -> None:
     actions: list[dict[str, Any]] = []
     try:
-        # Every event already received goes out as one chunk (a reader that fell behind
-        # catches up in one write); the bytes are the same as event by event.
+        # The text of every event already received goes out as one chunk (a reader that
+        # fell behind catches up in one write); the bytes are the same as event by event.
         while (batch := await stream.batch()) is not None:
             writer.hold()
             try:
@@ -243,14 +252,14 @@ async def _relay_events(stream: TurnStream, writer: _Writer) -> None:
                             await writer.write(stream_text(event.text_delta.text))
                     elif kind == "action":
                         actions.append(action_json(event.action))
-                        await writer.write(action_record(event.action))
+                        await writer.write_record(action_record(event.action))
                     elif kind == "error":
                         raise _StreamFailed(_stream_error(event.error))
                     elif kind in ("completed", "interrupt"):
                         if kind == "completed":
                             # The completed event carries the authoritative list.
                             actions = [action_json(a) for a in event.completed.actions]
-                        await writer.write(actions_record(actions))
+                        await writer.write_record(actions_record(actions))
                         return
             finally:
                 await writer.flush()
