@@ -1,7 +1,7 @@
 """The benchmark's server process: `python -m bench.server core|echo`.
 
 `core` runs Switchboard as `switchboard serve` does (core and shim on one event loop, the
-shim reaching the core over a real gRPC channel, SQLite with its default durability) with
+shim reaching the core through its in-process channel, SQLite with its default durability) with
 the demo organisation seeded, the agents of bench/agents/ applied, and the demo key's rate
 limits lifted (a benchmark measures throughput, not the limiter). `echo` runs the bare
 grpc.aio baseline of bench.baselines and its bare aiohttp idle-SSE handler.
