@@ -19,7 +19,7 @@ The servers run in their own processes (`python -m bench.server`); with two or m
 the servers and this process (the load generator) are pinned to different cores (taskset,
 else sched_setaffinity). `--tiny` runs everything at a toy size (the smoke test);
 `--json FILE` also writes the results; `--profile DIR` samples the core process with
-py-spy during rows 1 and 4 and prints its top costs (py-spy is not a dependency).
+py-spy during rows 1, 1b and 4a and prints its top costs (py-spy is not a dependency).
 """
 
 from __future__ import annotations
@@ -364,8 +364,9 @@ async def measure(sizes: Sizes, pinning: Pinning, workdir: Path,
                 {"switchboard": chat.to_dict(), "baseline": base1.to_dict(),
                  "cpu": asdict(chat_cpu), "baseline_cpu": asdict(base1_cpu)}))
         # 1b. unary turns whose reply is 100 text deltas (the per-delta cost of a turn)
-        chat100, chat100_cpu = await metered(core, grpc_load(
-            "chat.json", core.grpc_target, sizes, agent="bench-stream"))
+        with _profiled(profile_dir, "chat100", core.pid, sizes.duration + sizes.warmup):
+            chat100, chat100_cpu = await metered(core, grpc_load(
+                "chat.json", core.grpc_target, sizes, agent="bench-stream"))
         add(Row("1b", f"core Chat turns/s, 100-delta reply (c={c})",
                 _rate(chat100, "turns/s"), f"row 1 {_rate(chat, 'turns/s')}",
                 _ratio(chat100.rps, chat.rps, chat100.ok > 0),
@@ -614,7 +615,7 @@ async def main_async(ns: argparse.Namespace) -> int:
     print(render(rows, []).lstrip("\n"))
     print(f"\ncompleted in {time.perf_counter() - started:.0f} s")
     if ns.profile:
-        for name in ("chat", "slug_sse"):
+        for name in ("chat", "chat100", "slug_sse"):
             path = ns.profile / f"{name}.txt"
             print(f"\nprofile of the core during {name} ({path}):")
             print("\n".join(top_costs(path)) if path.exists() and path.stat().st_size
