@@ -178,3 +178,25 @@ async def test_a_reader_that_fell_behind_takes_the_backlog_at_once(sb: Harness) 
     assert backlog is not None and len(backlog) > 10
     assert [e.seq for e in backlog] == list(range(first.seq + 1, first.seq + 1 + len(backlog)))
     stream.close()
+
+
+async def test_a_stopped_core_is_unavailable_in_process(tmp_path: Path) -> None:
+    """As over the network once the server is gone: the shim answers 503, not a
+    handler failing on a closed store."""
+    sb = await Harness.start(tmp_path, transport="inprocess")
+    channel = sb.core.channel()
+    await sb.core.stop()
+    try:
+        stub = chat_pb2_grpc.ChatServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetConversation(chat_pb2.GetConversationRequest(conversation_id="x"),
+                                       metadata=auth())
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        async with sb.http.post("/api/sdk/chat", json={"message": "hi"},
+                                headers={"Authorization": f"Bearer {WIDGET}"}) as resp:
+            assert resp.status == 503
+    finally:
+        await sb.http.close()
+        await sb.channel.close()
+        assert sb.running.runner is not None
+        await sb.running.runner.cleanup()

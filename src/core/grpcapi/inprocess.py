@@ -66,9 +66,18 @@ class HandlerRegistry:
         # The server's cap, counted separately for in-process calls.
         self._max_active = max_concurrent_rpcs
         self.active = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is stopping: new calls fail UNAVAILABLE, as they would over the
+        network (calls already running go on, as the server's grace allows)."""
+        self.closed = True
 
     def admit(self) -> None:
-        """Count a call in; raises RESOURCE_EXHAUSTED past the cap, as grpc's server does."""
+        """Count a call in; raises RESOURCE_EXHAUSTED past the cap, as grpc's server does,
+        and UNAVAILABLE once the server stopped."""
+        if self.closed:
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, "The core is not serving.")
         if self._max_active is not None and self.active >= self._max_active:
             raise rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!")
         self.active += 1

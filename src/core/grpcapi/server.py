@@ -128,6 +128,8 @@ class CoreServer:
         await self._set_serving(False)
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
         await self.engine.shutdown()
+        if self._handlers is not None:
+            self._handlers.close()
         if self.server is not None:
             await self.server.stop(grace=1.0)
         await self.store.close()
