@@ -329,6 +329,8 @@ def environment(pinning: Pinning, sizes: Sizes) -> dict[str, Any]:
         "pinning": pinning.how,
         # The core's default (durable transcripts); bench.server inherits the variable.
         "sqlite_synchronous": os.environ.get("SWITCHBOARD_SQLITE_SYNCHRONOUS") or "FULL",
+        # How the bench core's shim reaches it (bench.server inherits the variable).
+        "shim_transport": os.environ.get("SWITCHBOARD_BENCH_SHIM_TRANSPORT") or "inprocess",
         "sizes": asdict(sizes),
     }
 
@@ -592,7 +594,7 @@ async def main_async(ns: argparse.Namespace) -> int:
         f"protobuf {env['protobuf']}; {env['cores']} cores ({env['cpu']}); {env['pinning']}",
         f"{sizes.duration:g} s per measurement after {sizes.warmup:g} s warm-up; load tool "
         "bench.loadtool / bench.httpload (Python, one process); SQLite WAL, synchronous="
-        f"{env['sqlite_synchronous']}",
+        f"{env['sqlite_synchronous']}; shim to core: {env['shim_transport']}",
         "ratio = switchboard / baseline (higher is better, except rows 5 and 6); CPU = share "
         "of one core the server and the load generator used while measuring",
     ]
