@@ -152,7 +152,16 @@ def interrupt_pb(i: ev.InterruptEvent) -> events_pb2.Interrupt:
 
 
 def event_pb(e: ev.Event) -> events_pb2.ChatEvent:
-    out = events_pb2.ChatEvent(seq=e.seq, conversation_id=e.conversation_id, turn_id=e.turn_id)
+    out = events_pb2.ChatEvent()
+    fill_event(out, e)
+    return out
+
+
+def fill_event(out: events_pb2.ChatEvent, e: ev.Event) -> None:
+    """Write `e` into `out` (a stream response's own `event` field: no copy per delta)."""
+    out.seq = e.seq
+    out.conversation_id = e.conversation_id
+    out.turn_id = e.turn_id
     _set_ts(out.time, e.time)
     b = e.body
     if isinstance(b, ev.TurnStarted):
@@ -192,7 +201,6 @@ def event_pb(e: ev.Event) -> events_pb2.ChatEvent:
         out.error.CopyFrom(events_pb2.StreamError(code=b.code, reason=b.reason, message=b.message))
     elif isinstance(b, ev.Completed):
         out.completed.CopyFrom(completed_pb(b))
-    return out
 
 
 def chat_response(f: TurnFold) -> chat_pb2.ChatResponse:
