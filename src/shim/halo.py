@@ -189,28 +189,28 @@ class _DisconnectWatch:
     def __init__(self, request: web.Request, stream: TurnStream) -> None:
         self._request = request
         self._stream = stream
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.disconnected = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._check()
 
-    async def _run(self) -> None:
+    def _check(self) -> None:
         # aiohttp has no "connection lost" callback for handlers that are not cancelled
-        # on disconnect (its default), so poll the transport.
-        while True:
-            transport = self._request.transport
-            if transport is None or transport.is_closing():
-                break
-            await asyncio.sleep(DISCONNECT_POLL_S)
-        self.disconnected = True
-        self._stream.close()
+        # on disconnect (its default), so poll the transport: a timer, not a task, per
+        # stream.
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            self._timer = None
+            self.disconnected = True
+            self._stream.close()
+            return
+        self._timer = asyncio.get_running_loop().call_later(DISCONNECT_POLL_S, self._check)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class _StreamFailed(Exception):
