@@ -164,3 +164,25 @@ async def test_eventsource_parser_reads_the_aibot_stream(sb: Harness) -> None:
     assert data[0] == {"type": "tool-result", "result": "Sunny, 25°C", "toolCallId": "call_0_0"}
     assert "".join(d["content"] for d in data if d["type"] == "text") == (
         'It is "Sunny, 25°C".')
+
+
+async def test_one_heartbeat_timer_per_stream_not_one_per_event(
+        sb: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay used to arm a timer (through `asyncio.wait(timeout=...)`) for every event;
+    now one timer per stream is re-armed only when it fires."""
+    await sb.scripted_agent("long", reply=" tok", repeat=100)
+    loop = asyncio.get_running_loop()
+    armed: list[str] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        armed.append(getattr(callback, "__qualname__", repr(callback)))
+        return call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    async with sb.http.post("/v1/api/chat/long", json={"message": "hi", "stream": True},
+                            headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+        raw = await resp.read()
+    assert raw.count(b'"chunk"') == 100
+    assert sum("Heartbeat" in name for name in armed) <= 2
+    assert not [name for name in armed if "_release_waiter" in name]  # asyncio.wait timeouts
