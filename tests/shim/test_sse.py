@@ -186,3 +186,28 @@ async def test_one_heartbeat_timer_per_stream_not_one_per_event(
     assert raw.count(b'"chunk"') == 100
     assert sum("Heartbeat" in name for name in armed) <= 2
     assert not [name for name in armed if "_release_waiter" in name]  # asyncio.wait timeouts
+
+
+async def test_a_burst_of_events_goes_out_in_few_writes(
+        sb: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply produced faster than it is relayed (a model burst) is written as the events
+    pile up, several per write, instead of one write per event; the bytes are the same.
+    (Over gRPC the shim reads one message per wake-up, so it keeps pace and there is no
+    backlog to batch: in-process only.)"""
+    if sb.transport != "inprocess":
+        pytest.skip("a gRPC channel delivers one message per read")
+    await sb.scripted_agent("burst", reply=" tok", repeat=100)
+    writes: list[int] = []
+    write = web.StreamResponse.write
+
+    async def counting_write(self: web.StreamResponse, data: bytes) -> None:
+        writes.append(len(data))
+        await write(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", counting_write)
+    async with sb.http.post("/v1/api/chat/burst", json={"message": "hi", "stream": True},
+                            headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+        raw = await resp.read()
+    events = raw.count(b"\n\n")
+    assert raw.count(b'"chunk"') == 100
+    assert len(writes) < events / 2
