@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 
@@ -200,3 +201,41 @@ async def test_a_stopped_core_is_unavailable_in_process(tmp_path: Path) -> None:
         await sb.channel.close()
         assert sb.running.runner is not None
         await sb.running.runner.cleanup()
+
+
+async def test_split_roles_keep_real_grpc(tmp_path: Path) -> None:
+    """`--role core` + `--role shim` talk over a real gRPC channel; one process with both
+    roles uses the in-process channel."""
+    from core.config import CoreConfig
+    from core.demo.seed import seed_demo
+    from core.engine.turns import EngineConfig
+    from launcher.serve import ServeOptions, start
+    from shim.app import CORE
+
+    config = CoreConfig(port=0, database=str(tmp_path / "split.db"),
+                        engine=EngineConfig(detach_grace_s=0.0))
+    core_only = await start(config, ServeOptions(role="core"))
+    assert core_only.core is not None and core_only.runner is None
+    await seed_demo(core_only.core.store, core_only.core.auth, core_only.core.ids,
+                    core_only.core.clock)
+    shim_only = await start(config, ServeOptions(
+        role="shim", http_port=0, core_target=f"127.0.0.1:{core_only.grpc_port}"))
+    try:
+        assert shim_only.runner is not None
+        client = shim_only.runner.app[CORE]
+        assert not client.in_process
+        assert isinstance(client.channel, grpc.aio.Channel)
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{shim_only.http_port}/readyz") as resp:
+            assert resp.status == 200
+    finally:
+        await shim_only.stop()
+        await core_only.stop()
+
+
+async def test_one_process_uses_the_in_process_channel(sb: Harness) -> None:
+    from shim.app import CORE
+
+    assert sb.running.runner is not None
+    client = sb.running.runner.app[CORE]
+    assert client.in_process == (sb.transport == "inprocess")
