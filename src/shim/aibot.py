@@ -76,7 +76,7 @@ def error_body(error: CoreError) -> dict[str, Any]:
 def error_response(error: CoreError) -> web.Response:
     body = error_body(error)
     headers = {}
-    if body["status"] == 429 and error.retry_after_s is not None:
+    if body["status"] in (429, 503) and error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     return web.json_response(body, status=body["status"], headers=headers)
 

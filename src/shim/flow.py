@@ -73,6 +73,7 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "payload_too_large"),
     "provider_error": (503, "unavailable"),
     "shutting_down": (503, "unavailable"),
+    "store_unavailable": (503, "unavailable"),
     "cancelled": (499, "cancelled"),
     "deadline_exceeded": (504, "timeout"),
     "internal": (500, "internal_error"),

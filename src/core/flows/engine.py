@@ -80,6 +80,7 @@ from core.providers.base import ChatMessage, GenerationRequest, TextChunk, Usage
 from core.providers.registry import build_provider
 from core.ratelimit import RateLimit
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.flows")
@@ -480,9 +481,13 @@ class FlowEngine:
                                usage, reply_text)
             turn_open = False
             return await self._save(runner, execution, outcome, usage)
-        except Exception:
-            log.exception("flow %s: execution %s could not be run or stored",
-                          execution.intent, execution.id)
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("flow %s: execution %s could not be stored: %s",
+                            execution.intent, execution.id, exc.cause)
+            else:
+                log.exception("flow %s: execution %s could not be run or stored",
+                              execution.intent, execution.id)
             return await self._fail(runner, execution, conversation, agent, turn_id,
                                     first_seq if turn_open else None)
 
@@ -499,6 +504,8 @@ class FlowEngine:
             if open_turn_seq is not None:
                 await self._commit_failed(conversation, turn_id, open_turn_seq, agent)
             return await self._save(runner, execution, outcome, Usage())
+        except StoreUnavailable:
+            raise  # 503: the client retries once the store can be written
         except Exception:
             log.exception("flow %s: execution %s could not be stored as failed",
                           execution.intent, execution.id)

@@ -17,6 +17,7 @@ from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
 from core.grpcapi.flow_servicer import register_flow_service
+from core.grpcapi.readiness import StoreReadiness
 from core.keys import Authenticator
 from core.pricing import Pricing
 from core.store.base import Store
@@ -57,6 +58,7 @@ class CoreServer:
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self.extra_services: list[str] = []
+        self.readiness: StoreReadiness | None = None
         # FlowService is part of every core; callers add more.
         self._registrars = (register_flow_service, *services)
 
@@ -92,6 +94,7 @@ class CoreServer:
         await server.start()
         self.server = server
         await self._set_serving(True)
+        self.readiness = StoreReadiness(self.store, self._set_serving)
         log.info("core listening on %s:%d (database %s)", self.config.host, self.port,
                  self.config.database)
         return self.port
@@ -106,6 +109,8 @@ class CoreServer:
         """Drain: report NOT_SERVING, refuse new turns, give running turns the grace period,
         cancel and store the rest, then stop the server."""
         grace = self.config.engine.shutdown_grace_s if grace_s is None else grace_s
+        if self.readiness is not None:
+            await self.readiness.stop()
         await self._set_serving(False)
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
         await self.engine.shutdown()

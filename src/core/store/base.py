@@ -24,6 +24,7 @@ from core.domain import (
     TurnRecord,
 )
 from core.events import Event
+from core.store.failures import StoreHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,13 @@ class Store(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    # Write health (core.store.failures): failures of the backend raise StoreUnavailable.
+    @property
+    def health(self) -> StoreHealth: ...
+
+    async def probe_write(self) -> None:
+        """One real, harmless write; raises StoreUnavailable while writes fail."""
 
     # Tenants and keys
     async def create_org(self, org: Organisation) -> None: ...

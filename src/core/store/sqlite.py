@@ -25,6 +25,7 @@ from core.domain import (
 from core.errors import Code, Reason, SwitchboardError
 from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
 from core.store.base import EndUser, TurnBegin, TurnCommit
+from core.store.failures import StoreHealth
 from core.store.sqlite_db import Database, dumps, loads
 from core.store.sqlite_flows import SqliteFlowsMixin
 
@@ -55,6 +56,13 @@ class SqliteStore(SqliteFlowsMixin):
 
     async def close(self) -> None:
         await self.db.close()
+
+    @property
+    def health(self) -> StoreHealth:
+        return self.db.health
+
+    async def probe_write(self) -> None:
+        await self.db.probe_write()
 
     # -- tenants and keys ---------------------------------------------------------------
 
