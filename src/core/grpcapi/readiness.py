@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
 from core.store.base import Store
 from core.store.failures import StoreUnavailable
@@ -22,7 +22,7 @@ PROBE_INTERVAL_S: Final = 0.5
 
 
 class StoreReadiness:
-    def __init__(self, store: Store, set_serving: Callable[[bool], Awaitable[None]],
+    def __init__(self, store: Store, set_serving: Callable[[bool], Coroutine[Any, Any, None]],
                  interval_s: float = PROBE_INTERVAL_S) -> None:
         self._store = store
         self._set_serving = set_serving
@@ -39,7 +39,8 @@ class StoreReadiness:
     def _changed(self, writable: bool) -> None:
         if self.stopped:
             return
-        update = asyncio.get_running_loop().create_task(self._set_serving(writable))
+        update: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self._set_serving(writable))
         self._updates.add(update)
         update.add_done_callback(self._updates.discard)
         if not writable and (self._probe is None or self._probe.done()):
