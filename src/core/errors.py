@@ -78,6 +78,7 @@ class Reason(enum.StrEnum):
     PROVIDER_ERROR = "provider_error"
     SHUTTING_DOWN = "shutting_down"
     STORE_UNAVAILABLE = "store_unavailable"
+    TURN_INCOMPLETE = "turn_incomplete"
     CANCELLED = "cancelled"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     INTERNAL = "internal"

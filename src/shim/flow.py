@@ -74,6 +74,7 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "provider_error": (503, "unavailable"),
     "shutting_down": (503, "unavailable"),
     "store_unavailable": (503, "unavailable"),
+    "turn_incomplete": (503, "incomplete"),
     "cancelled": (499, "cancelled"),
     "deadline_exceeded": (504, "timeout"),
     "internal": (500, "internal_error"),

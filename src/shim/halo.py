@@ -304,6 +304,11 @@ async def resume(request: web.Request) -> web.StreamResponse:
         stream.close()
         return error_response(CoreError("NOT_FOUND", "conversation_not_found",
                                         "This session has no turn to resume."))
+    if first.HasField("error"):
+        # Only an error stored without its turn's events: a turn a crash cut short
+        # (`turn_incomplete`). Said as such, never as a complete (empty) answer.
+        stream.close()
+        return error_response(_stream_error(first.error))
     return await _serve_stream(request, stream, first, skip)
 
 

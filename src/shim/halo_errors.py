@@ -62,6 +62,7 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "provider_error": (503, "agent_unavailable"),
     "shutting_down": (503, "unavailable"),
     "store_unavailable": (503, "unavailable"),
+    "turn_incomplete": (503, "incomplete"),
     "cancelled": (503, "unavailable"),
     "deadline_exceeded": (503, "timeout"),
     "internal": (500, "internal_error"),

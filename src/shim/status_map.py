@@ -74,6 +74,7 @@ BY_REASON: Final = MappingProxyType({
     "provider_error": 503,
     "shutting_down": 503,
     "store_unavailable": 503,
+    "turn_incomplete": 503,
     "deadline_exceeded": 504,
 })
 

@@ -42,6 +42,7 @@ from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
 from core.engine.locks import KeyedLocks
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
+from core.engine.recovery import FailedCommits, failed_commit, recover_running
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
@@ -71,6 +72,7 @@ from core.providers.base import (
 from core.providers.registry import build_provider
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.turns")
@@ -140,6 +142,7 @@ class TurnEngine:
         self.config = config or EngineConfig()
         self.tools = tools or ServerTools()
         self.live = LiveTurns()
+        self.failed_commits = FailedCommits(store)
         self.draining = False
         self._provider_factory = provider_factory or (
             lambda agent: build_provider(agent.definition, agent.id)
@@ -354,7 +357,9 @@ class TurnEngine:
             instructions=agent.definition.instructions,
             mode=mode,
         )
-        self._spawn(live, self._run(live, agent, request, state, base, decision))
+        # Usage is billed to the resolved identity (verified claims win over the body's).
+        billed = replace(request, user_id=identity.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, decision))
         return live
 
     async def _resume_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
@@ -426,7 +431,9 @@ class TurnEngine:
             mode=str(base_json.get("mode", "chat")),
             traits=dict(base_json.get("traits", {})),
         )
-        self._spawn(live, self._run(live, agent, request, state, base, None))
+        # A resume carries no identity: its usage is billed to the conversation's user.
+        billed = replace(request, user_id=conversation.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, None))
         return live
 
     def _new_live(self, turn: TurnRecord, request: TurnRequest) -> LiveTurn:
@@ -613,11 +620,18 @@ class TurnEngine:
         except asyncio.CancelledError:
             # The commit goes on inside the shield; nothing more to publish from here.
             log.warning("turn %s: cancelled while storing", live.turn_id)
-        except Exception:
-            log.exception("turn %s: could not be stored", live.turn_id)
-            terminal = live.make_event(StreamError(
-                Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
-            ))
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("turn %s: could not be stored: %s", live.turn_id, exc.cause)
+                failure = StreamError(Code.UNAVAILABLE.name, exc.reason.value,
+                                      "The reply could not be stored; send it again.")
+            else:
+                log.exception("turn %s: could not be stored", live.turn_id)
+                failure = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value,
+                                      "The reply could not be stored.")
+            terminal = live.make_event(failure)
+            # Not left `running`: stored as failed (with this error) once the store allows.
+            self.failed_commits.schedule(failed_commit(commit, terminal))
         live.publish(terminal)
 
     # -- reading and controlling turns --------------------------------------------------
@@ -687,12 +701,14 @@ class TurnEngine:
         await self.live.drain(self.config.shutdown_grace_s)
         if self._background:
             await asyncio.wait(set(self._background), timeout=self.config.shutdown_grace_s)
+        await self.failed_commits.flush(self.config.shutdown_grace_s)
 
     async def recover(self) -> None:
-        """At start-up: turns a crashed process left running are stored as cancelled."""
-        count = await self.store.mark_running_turns(TurnStatus.CANCELLED, self.clock.now())
+        """At start-up: turns a crashed process left running are stored as failed, ending
+        with a `turn_incomplete` error event (see core.engine.recovery)."""
+        count = await recover_running(self.store, self.clock.now())
         if count:
-            log.warning("marked %d turns left running by a previous process as cancelled", count)
+            log.warning("stored %d turns left running by a previous process as failed", count)
 
 
 def _retrieve(task: asyncio.Future[LiveTurn]) -> None:

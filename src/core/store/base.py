@@ -145,6 +145,10 @@ class Store(Protocol):
 
     async def mark_running_turns(self, status: str, now: datetime) -> int: ...
 
+    async def running_turns(self) -> list[TurnRecord]:
+        """Every turn stored as `running` (at start-up: the ones a crash left behind)."""
+        ...
+
     async def last_turn(self, conversation_id: str) -> TurnRecord | None: ...
 
     # Usage ledger

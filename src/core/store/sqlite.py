@@ -472,6 +472,10 @@ class SqliteStore(SqliteFlowsMixin):
         rows = await self.db.fetchall(sql + " ORDER BY seq", params)
         return [event_from_dict(loads(r["data_json"])) for r in rows]
 
+    async def running_turns(self) -> list[TurnRecord]:
+        rows = await self.db.fetchall("SELECT * FROM turns WHERE status = 'running'")
+        return [self._turn(row) for row in rows]
+
     async def mark_running_turns(self, status: str, now: datetime) -> int:
         """At start-up: turns left running by a crashed process are marked `status`."""
         return await self.db.execute(
@@ -525,13 +529,22 @@ class SqliteStore(SqliteFlowsMixin):
         )
 
     async def claim_interrupt(self, interrupt_id: str, now: datetime) -> bool:
-        """Atomically mark a pending interrupt resumed; False if someone else did."""
-        changed = await self.db.execute(
-            "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
-            "WHERE id = ? AND status = 'pending'",
-            (_ts(now), interrupt_id),
-        )
-        return changed == 1
+        """Atomically mark a pending interrupt resumed, and its turn running again (so a
+        crash while it runs leaves it to start-up recovery); False if someone else did."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (_ts(now), interrupt_id),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await conn.execute(
+                "UPDATE turns SET status = 'running', updated_at = ? "
+                "WHERE id = (SELECT turn_id FROM interrupts WHERE id = ?)",
+                (_ts(now), interrupt_id),
+            )
+        return True
 
     # -- end users, companies, tickets --------------------------------------------------
 
