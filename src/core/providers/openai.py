@@ -651,7 +651,7 @@ def _convert_message(message: ChatMessage) -> dict[str, Any]:
             }
             for call in message.tool_calls
         ]
-    if message.name and _VALID_NAME.match(message.name):
+    if message.name and _VALID_NAME.fullmatch(message.name):
         out["name"] = message.name
     return out
 

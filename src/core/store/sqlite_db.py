@@ -44,7 +44,7 @@ def migrations() -> list[tuple[int, str, str]]:
     folder = resources.files("core.store") / "migrations"
     found = []
     for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
+        match = _MIGRATION_NAME.fullmatch(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
