@@ -26,6 +26,10 @@ class ServeOptions:
     core_target: str = ""  # for --role shim; default: the local core
 
 
+class ListenError(Exception):
+    """A port could not be bound (in use, not permitted): said in one line, no traceback."""
+
+
 class Running:
     """A started Switchboard (tests use it to run real servers on port 0)."""
 
@@ -50,7 +54,12 @@ async def start(config: CoreConfig, options: ServeOptions,
                 core: CoreServer | None = None) -> Running:
     if options.role in ("all", "core"):
         core = core or CoreServer(config)
-        await core.start()
+        try:
+            await core.start()
+        except OSError as exc:
+            await core.stop(grace_s=0)
+            raise ListenError(f"cannot listen for gRPC on {config.host}:{config.port}: "
+                              "the port is already in use or not permitted") from exc
         if options.demo:
             await seed_demo(core.store, core.auth, core.ids, core.clock)
             log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "
@@ -64,7 +73,14 @@ async def start(config: CoreConfig, options: ServeOptions,
                                shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, options.http_host, options.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if core is not None and options.role == "all":
+                await core.stop(grace_s=0)
+            raise ListenError(f"cannot listen for HTTP on {options.http_host}:"
+                              f"{options.http_port}: {exc.strerror or exc}") from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         http_port = sockets[0].getsockname()[1] if sockets else options.http_port

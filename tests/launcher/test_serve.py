@@ -61,3 +61,45 @@ async def test_serve_demo_answers_and_exits_cleanly_on_sigterm(tmp_path: Path) -
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def _serve_on_busy_port(tmp_path: Path, flag: str) -> tuple[int, str, int]:
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    other = "--http-port" if flag == "--grpc-port" else "--grpc-port"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "launcher.cli", "serve", flag, str(port), other, "0",
+            "--database", str(tmp_path / "sb.db"),
+            stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "SWITCHBOARD_LOG_LEVEL": "WARNING"},
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        busy.close()
+    assert proc.returncode is not None
+    return proc.returncode, err.decode(), port
+
+
+async def test_a_busy_http_port_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    code, err, port = await _serve_on_busy_port(tmp_path, "--http-port")
+    assert code != 0
+    assert "Traceback" not in err
+    assert err.strip().count("\n") == 0, err
+    assert f":{port}" in err and "HTTP" in err
+
+
+async def test_a_busy_grpc_port_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    code, err, port = await _serve_on_busy_port(tmp_path, "--grpc-port")
+    assert code != 0
+    assert "Traceback" not in err
+    assert f":{port}" in err.splitlines()[-1] and "gRPC" in err, err
