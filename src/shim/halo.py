@@ -13,7 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from core.ids import canonical_conversation_id
 from shim import cors, openapi
@@ -118,7 +118,11 @@ async def _serve_stream(request: web.Request, stream: TurnStream, first: events_
             "X-Agent-Id": first.turn_started.agent_id,
         },
     )
-    response.enable_chunked_encoding()
+    if request.version >= HttpVersion11:
+        response.enable_chunked_encoding()
+    # HTTP/1.0 (nginx's default upstream protocol) has no chunked encoding: the body is
+    # delimited by closing the connection, which aiohttp does for a response without a
+    # length on a 1.0 request.
     writer = _Writer(response, skip)
     watch = _DisconnectWatch(request, stream)
     try:
