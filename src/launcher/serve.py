@@ -13,6 +13,7 @@ from core.config import CoreConfig
 from core.demo.seed import seed_demo
 from core.grpcapi.server import CoreServer
 from shim.app import create_app
+from shim.malformed import ShimRunner
 
 log = logging.getLogger("switchboard")
 
@@ -69,8 +70,8 @@ async def start(config: CoreConfig, options: ServeOptions,
     if options.role in ("all", "shim"):
         target = options.core_target or f"{config.host}:{core.port if core else config.port}"
         app = create_app(target)
-        runner = web.AppRunner(app, access_log=logging.getLogger("switchboard.http"),
-                               shutdown_timeout=5.0)
+        runner = ShimRunner(app, access_log=logging.getLogger("switchboard.http"),
+                            shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, options.http_host, options.http_port)
         try:
