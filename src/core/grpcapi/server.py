@@ -16,6 +16,7 @@ from core.engine.turns import TurnEngine
 from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
+from core.grpcapi.concurrency import ConcurrencyInterceptor
 from core.grpcapi.flow_servicer import register_flow_service
 from core.grpcapi.readiness import StoreReadiness
 from core.keys import Authenticator
@@ -75,11 +76,15 @@ class CoreServer:
              self.config.min_client_ping_interval_ms),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 0),
+            # A burst must queue, not be cancelled silently by gRPC core (see
+            # core.grpcapi.concurrency, which refuses the excess with a reason instead).
+            ("grpc.server.max_pending_requests", self.config.max_concurrent_rpcs),
+            ("grpc.server.max_pending_requests_hard_limit", self.config.max_concurrent_rpcs),
         ]
+        self.concurrency = ConcurrencyInterceptor(self.config.max_concurrent_rpcs)
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.auth)],
+            interceptors=[self.concurrency, AuthInterceptor(self.auth)],
             options=options,
-            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), server)
         for register in self._registrars:
