@@ -24,7 +24,7 @@ from aiohttp import web
 from google.protobuf import struct_pb2
 
 from core.ids import canonical_conversation_id
-from shim import cors, status_map
+from shim import cors, dialect_openapi, openapi, status_map
 from shim.common import (
     BadRequest,
     CoreCallError,
@@ -407,6 +407,7 @@ async def stop(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    openapi.add_paths(app, dialect_openapi.AIBOT_PATHS, dialect_openapi.AIBOT_COMPONENTS)
     app.router.add_post(PATH, send_message)
     app.router.add_post(STOP_PATH, stop)
     app.router.add_get(STREAM_PATH, resume)
