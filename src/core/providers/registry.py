@@ -12,10 +12,7 @@ from core.providers.base import ModelProvider
 from core.providers.scripted import ScriptedProvider
 
 # Providers are cheap to build, but the kb index is not: keep one provider per definition.
-# Keyed by agent, holding the definition it was built from: an equal definition (a dict
-# comparison, short-circuited when the store hands out the same object) reuses it,
-# without serialising the whole definition on every turn.
-_cache: dict[str, tuple[dict[str, Any], ModelProvider]] = {}
+_cache: dict[tuple[str, str], ModelProvider] = {}
 
 
 def knowledge_base_for(agent: AgentDefinition) -> KnowledgeBase | None:
@@ -25,14 +22,14 @@ def knowledge_base_for(agent: AgentDefinition) -> KnowledgeBase | None:
 
 
 def build_provider(agent: AgentDefinition, agent_id: str = "") -> ModelProvider:
-    key = agent_id or agent.slug
+    key = (agent_id or agent.slug, repr(sorted(agent.raw.items(), key=lambda kv: kv[0])))
     cached = _cache.get(key)
-    if cached is not None and cached[0] == agent.raw:
-        return cached[1]
+    if cached is not None:
+        return cached
     provider = _build(agent)
     if len(_cache) > 256:
         _cache.clear()
-    _cache[key] = (agent.raw, provider)
+    _cache[key] = provider
     return provider
 
 

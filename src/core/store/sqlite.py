@@ -500,7 +500,9 @@ class SqliteStore(SqliteFlowsMixin):
         rows = await self.db.fetchall(
             "SELECT substr(created_at, 1, 10) AS day, model, COUNT(*) AS turns, "
             "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
-            "SUM(cost_micros) AS cost_micros FROM usage_ledger "
+            "SUM(cost_micros) AS cost_micros, "
+            "SUM(CASE WHEN cost_micros = 0 THEN 1 ELSE 0 END) AS zero_cost_turns "
+            "FROM usage_ledger "
             "WHERE org_id = ? AND created_at >= ? GROUP BY day, model ORDER BY day, model",
             (org_id, _ts(since)),
         )
