@@ -27,7 +27,7 @@ from switchboard.v1 import chat_pb2, events_pb2
 
 T = TypeVar("T")
 WORDS = st.sampled_from(["alpha", "beta", "gamma", "delta", "omega"])
-REPLY_REPEAT = 30  # "echo <message> " × 30: long enough to stop or leave mid-way
+REPLY_REPEAT = 30  # "echo <message> " 30 times: long enough to stop or leave mid-way
 STEP_TIMEOUT_S = 30
 
 
