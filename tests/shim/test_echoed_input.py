@@ -62,3 +62,19 @@ async def test_a_tool_name_with_a_trailing_newline_is_invalid(sb: Harness) -> No
         await sb.chat.Chat(chat_pb2.ChatRequest(turn=chat_pb2.TurnInput(
             message="hi", agent="scripted", client_tools=[tool])), metadata=auth(SECRET))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_status_whose_details_cannot_be_decoded_keeps_its_class() -> None:
+    from google.rpc import code_pb2, status_pb2
+
+    from shim import halo_errors
+    from shim.core_client import decode_error
+
+    mismatched = status_pb2.Status(code=code_pb2.NOT_FOUND, message="x").SerializeToString()
+    for details in (b"\xff\x00 not a Status", mismatched):
+        exc = grpc.aio.AioRpcError(
+            grpc.StatusCode.PERMISSION_DENIED, grpc.aio.Metadata(),
+            grpc.aio.Metadata(("grpc-status-details-bin", details)), "denied")
+        error = decode_error(exc)
+        assert error.code == "PERMISSION_DENIED" and error.reason == ""
+        assert halo_errors.status_and_code(error)[0] == 403
