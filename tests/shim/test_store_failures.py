@@ -181,3 +181,31 @@ def test_classifier_uses_sqlite_result_codes(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError) as dup:
         bad.execute("INSERT INTO u VALUES (1)")
     assert classify(dup.value) is None
+
+
+async def test_a_full_disk_is_503_and_readiness_recovers_when_space_is_back(
+        sb: Harness) -> None:
+    """A real SQLITE_FULL: the writer connection may not grow the file past its size."""
+    writer = sb.core.store.db._writer  # type: ignore[attr-defined]
+    cursor = await writer.execute("PRAGMA page_count")
+    pages = (await cursor.fetchone())[0]
+    await cursor.close()
+    await writer.execute(f"PRAGMA max_page_count = {pages}")
+    headers = {"Authorization": f"Bearer {WIDGET}"}
+    statuses = []
+    body: dict[str, Any] = {}
+    for i in range(50):  # until the free pages are used up
+        async with sb.http.post("/api/sdk/chat", json={"message": f"fill {i} " + "x" * 2000},
+                                headers=headers) as resp:
+            statuses.append(resp.status)
+            if resp.status != 200:
+                body = await resp.json()
+                assert resp.headers["Retry-After"] == "1"
+                break
+    assert statuses[-1] == 503, statuses
+    assert body["error"]["code"] == "unavailable"
+    assert await ready(sb) == 503
+    await writer.execute("PRAGMA max_page_count = 1073741823")
+    await eventually(lambda: ready(sb), 200)
+    async with sb.http.post("/api/sdk/chat", json={"message": "hi"}, headers=headers) as resp:
+        assert resp.status == 200
