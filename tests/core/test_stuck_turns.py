@@ -178,3 +178,53 @@ async def test_a_resumed_turn_is_running_again_and_a_crash_leaves_it_failed(
                 metadata=auth())
     finally:
         await sb.stop()
+
+
+SLOW_FLOW = """
+    name: Slow
+    slug: slow-flow
+    provider: {kind: scripted, delay_ms: 100, reply: "thinking about {message} a b c d e f"}
+    flows:
+      ask_then_think:
+        steps:
+          - ask: {text: "Your name?", input: {kind: text}, into: name}
+          - llm: "Say hi to {{name}}"
+          - end: done
+"""
+
+
+async def test_a_flow_turn_whose_writes_failed_is_stored_failed_once_possible(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import WIDGET
+    from switchboard.v1 import flow_pb2, flow_pb2_grpc
+
+    monkeypatch.setenv("SWITCHBOARD_SQLITE_BUSY_TIMEOUT_MS", "50")
+    sb = await Harness.start(tmp_path)
+    try:
+        await sb.apply_agent(SLOW_FLOW)
+        flows = flow_pb2_grpc.FlowServiceStub(sb.channel)
+        s = await flows.CreateSession(flow_pb2.CreateSessionRequest(agent="slow-flow"),
+                                      metadata=auth(WIDGET))
+        first = (await flows.SendMessage(flow_pb2.SendMessageRequest(
+            text="go", intent_name="ask_then_think"), metadata=auth(s.token))).reply
+        answer = asyncio.ensure_future(flows.SendMessage(flow_pb2.SendMessageRequest(
+            wait_token=first.wait_token, text="Bo"), metadata=auth(s.token)))
+        for _ in range(200):  # the answer's turn is begun (stored running)
+            rows = await sb.core.store.db.fetchall(  # type: ignore[attr-defined]
+                "SELECT id FROM turns WHERE status = 'running'")
+            if rows:
+                break
+            await asyncio.sleep(0.01)
+        turn_id = str(rows[0][0])
+        with write_locked(sb.database):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await answer
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert await turn_status(sb, turn_id) == "running"
+        for _ in range(100):
+            if await turn_status(sb, turn_id) == "failed":
+                break
+            await asyncio.sleep(0.05)
+        assert await turn_status(sb, turn_id) == "failed"
+    finally:
+        await sb.stop()
