@@ -130,6 +130,14 @@ async def test_a_turn_a_crash_left_running_ends_with_an_incomplete_event(
             body = await resp.text()
             assert resp.status == 200, body
             assert "turn_incomplete" in body, body
+        # An SSE client reconnecting with the id of the last event it saw live (events
+        # the crash kept from being stored) learns the same, not a 204.
+        async with sb.http.get(f"/v1/aibot/bots/scripted/stream?conversationId={conversation}",
+                               headers={"Authorization": "Bearer sk_demo_secret_key",
+                                        "Last-Event-ID": str(seen[-1].seq)}) as resp:
+            body = await resp.text()
+            assert resp.status == 200, body
+            assert "turn_incomplete" in body, body
         # The key names a new turn, not "still running elsewhere".
         await sb.scripted_agent(reply="done")  # same agent, quicker this time
         retry = await sb.chat_once("go", agent="scripted", idempotency_key="k-crash")

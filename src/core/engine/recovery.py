@@ -97,6 +97,23 @@ class FailedCommits:
                 await task
 
 
+async def incomplete_after(store: Store, conversation_id: str, after_seq: int) -> Event | None:
+    """The `turn_incomplete` event of the conversation's latest turn, for a client that
+    reconnects after events it saw live but that a crash kept from being stored (its
+    `after_seq` is past what the store holds), or None."""
+    turn = await store.last_turn(conversation_id)
+    if turn is None or turn.status != TurnStatus.FAILED:
+        return None
+    events = await store.list_events(conversation_id, turn.first_seq - 1, turn_id=turn.id)
+    if not events:
+        return None
+    last = events[-1]
+    if (isinstance(last.body, StreamError) and last.body.reason == INCOMPLETE.reason
+            and last.seq <= after_seq):
+        return last
+    return None
+
+
 async def recover_running(store: Store, now: datetime) -> int:
     """At start-up: store every turn a previous process left running as failed, ending
     with an `turn_incomplete` error event after the last event the store holds."""

@@ -42,7 +42,12 @@ from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
 from core.engine.locks import KeyedLocks
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
-from core.engine.recovery import FailedCommits, failed_commit, recover_running
+from core.engine.recovery import (
+    FailedCommits,
+    failed_commit,
+    incomplete_after,
+    recover_running,
+)
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
@@ -686,6 +691,12 @@ class TurnEngine:
         for event in await self.store.list_events(conversation.id, after_seq):
             last = event.seq
             yield event
+        if live is None and last == after_seq and not latest_turn:
+            # Nothing stored after what the client saw: if a crash cut that turn short,
+            # say so rather than answer as if the stream had been complete.
+            incomplete = await incomplete_after(self.store, conversation.id, after_seq)
+            if incomplete is not None:
+                yield incomplete
         if live is not None:
             async for event in live.follow(last):
                 yield event
