@@ -106,13 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format=LOG_FORMAT)
     try:
         if ns.command == "serve":
-            from launcher.serve import ListenError, ServeOptions, serve_forever
+            from launcher.serve import ServeOptions, StartError, serve_forever
 
             options = ServeOptions(role=ns.role, demo=ns.demo, http_host=ns.http_host,
                                    http_port=ns.http_port, core_target=ns.core)
             try:
                 asyncio.run(serve_forever(_config(ns), options))
-            except ListenError as exc:
+            except StartError as exc:
                 print(f"switchboard: {exc}", file=sys.stderr)
                 return 1
             return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from aiohttp import web
 from core.config import CoreConfig
 from core.demo.seed import seed_demo
 from core.grpcapi.server import CoreServer
+from core.store.failures import StoreUnavailable
 from shim.app import create_app
 from shim.malformed import ShimRunner
 
@@ -27,8 +29,12 @@ class ServeOptions:
     core_target: str = ""  # for --role shim; default: the local core
 
 
-class ListenError(Exception):
-    """A port could not be bound (in use, not permitted): said in one line, no traceback."""
+class StartError(Exception):
+    """Switchboard cannot start (a port, the database): said in one line, no traceback."""
+
+
+class ListenError(StartError):
+    """A port could not be bound (in use, not permitted)."""
 
 
 class Running:
@@ -61,6 +67,11 @@ async def start(config: CoreConfig, options: ServeOptions,
             await core.stop(grace_s=0)
             raise ListenError(f"cannot listen for gRPC on {config.host}:{config.port}: "
                               "the port is already in use or not permitted") from exc
+        except StoreUnavailable as exc:
+            with contextlib.suppress(Exception):
+                await core.stop(grace_s=0)
+            raise StartError(f"cannot start: the database {config.database} cannot be "
+                             f"written ({exc.cause})") from exc
         if options.demo:
             await seed_demo(core.store, core.auth, core.ids, core.clock)
             log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "

@@ -72,19 +72,31 @@ class Database:
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        await conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            # aiosqlite's worker thread would otherwise keep the process alive.
+            await conn.close()
+            raise
         return conn
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._migrate()
-        self._reader = await self._connect() if self.path != ":memory:" else self._writer
+        try:
+            self._writer = await self._connect()
+            await self._migrate()
+            self._reader = await self._connect() if self.path != ":memory:" else self._writer
+        except Exception as exc:
+            await self.close()
+            unavailable = classify(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     async def close(self) -> None:
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
