@@ -72,10 +72,12 @@ class Harness:
         database: str | None = None,
         services: tuple[ServiceRegistrar, ...] = (),
         transport: str | None = None,
+        **config_changes: Any,
     ) -> Harness:
         database = database or str(tmp_path / "switchboard.db")
         config = CoreConfig(
-            port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0)
+            port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0),
+            **config_changes,
         )
         core = CoreServer(config, clock=clock, ids=ids, services=services)
         transport = transport or TRANSPORT

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -46,7 +46,12 @@ def decode_error(exc: grpc.aio.AioRpcError) -> CoreError:
     reason = ""
     metadata: dict[str, str] = {}
     retry_after: float | None = None
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except (ValueError, DecodeError):
+        # Details that do not parse or disagree with the call's code: keep the code, so
+        # the error is still mapped to its class (never a 500 for the core's 4xx).
+        status = None
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

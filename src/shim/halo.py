@@ -13,7 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from core.ids import canonical_conversation_id
 from shim import cors, openapi
@@ -118,7 +118,11 @@ async def _serve_stream(request: web.Request, stream: TurnStream, first: events_
             "X-Agent-Id": first.turn_started.agent_id,
         },
     )
-    response.enable_chunked_encoding()
+    if request.version >= HttpVersion11:
+        response.enable_chunked_encoding()
+    # HTTP/1.0 (nginx's default upstream protocol) has no chunked encoding: the body is
+    # delimited by closing the connection, which aiohttp does for a response without a
+    # length on a 1.0 request.
     writer = _Writer(response, skip)
     watch = _DisconnectWatch(request, stream)
     try:
@@ -335,6 +339,11 @@ async def resume(request: web.Request) -> web.StreamResponse:
         stream.close()
         return error_response(CoreError("NOT_FOUND", "conversation_not_found",
                                         "This session has no turn to resume."))
+    if first.HasField("error"):
+        # Only an error stored without its turn's events: a turn a crash cut short
+        # (`turn_incomplete`). Said as such, never as a complete (empty) answer.
+        stream.close()
+        return error_response(_stream_error(first.error))
     return await _serve_stream(request, stream, first, skip)
 
 

@@ -42,6 +42,12 @@ from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
 from core.engine.locks import KeyedLocks
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
+from core.engine.recovery import (
+    FailedCommits,
+    failed_commit,
+    incomplete_after,
+    recover_running,
+)
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
@@ -71,6 +77,7 @@ from core.providers.base import (
 from core.providers.registry import build_provider
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.turns")
@@ -147,6 +154,7 @@ class TurnEngine:
         self.config = config or EngineConfig()
         self.tools = tools or ServerTools()
         self.live = LiveTurns()
+        self.failed_commits = FailedCommits(store)
         self.draining = False
         self._provider_factory = provider_factory or (
             lambda agent: build_provider(agent.definition, agent.id)
@@ -361,7 +369,9 @@ class TurnEngine:
             instructions=agent.definition.instructions,
             mode=mode,
         )
-        self._spawn(live, self._run(live, agent, request, state, base, decision))
+        # Usage is billed to the resolved identity (verified claims win over the body's).
+        billed = replace(request, user_id=identity.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, decision))
         return live
 
     async def _resume_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
@@ -433,7 +443,9 @@ class TurnEngine:
             mode=str(base_json.get("mode", "chat")),
             traits=dict(base_json.get("traits", {})),
         )
-        self._spawn(live, self._run(live, agent, request, state, base, None))
+        # A resume carries no identity: its usage is billed to the conversation's user.
+        billed = replace(request, user_id=conversation.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, None))
         return live
 
     def _new_live(self, turn: TurnRecord, request: TurnRequest) -> LiveTurn:
@@ -620,11 +632,18 @@ class TurnEngine:
         except asyncio.CancelledError:
             # The commit goes on inside the shield; nothing more to publish from here.
             log.warning("turn %s: cancelled while storing", live.turn_id)
-        except Exception:
-            log.exception("turn %s: could not be stored", live.turn_id)
-            terminal = live.make_event(StreamError(
-                Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
-            ))
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("turn %s: could not be stored: %s", live.turn_id, exc.cause)
+                failure = StreamError(Code.UNAVAILABLE.name, exc.reason.value,
+                                      "The reply could not be stored; send it again.")
+            else:
+                log.exception("turn %s: could not be stored", live.turn_id)
+                failure = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value,
+                                      "The reply could not be stored.")
+            terminal = live.make_event(failure)
+            # Not left `running`: stored as failed (with this error) once the store allows.
+            self.failed_commits.schedule(failed_commit(commit, terminal))
         live.publish(terminal)
 
     # -- reading and controlling turns --------------------------------------------------
@@ -679,6 +698,12 @@ class TurnEngine:
         for event in await self.store.list_events(conversation.id, after_seq):
             last = event.seq
             yield event
+        if live is None and last == after_seq and not latest_turn:
+            # Nothing stored after what the client saw: if a crash cut that turn short,
+            # say so rather than answer as if the stream had been complete.
+            incomplete = await incomplete_after(self.store, conversation.id, after_seq)
+            if incomplete is not None:
+                yield incomplete
         if live is not None:
             async for event in live.follow(last):
                 yield event
@@ -694,12 +719,14 @@ class TurnEngine:
         await self.live.drain(self.config.shutdown_grace_s)
         if self._background:
             await asyncio.wait(set(self._background), timeout=self.config.shutdown_grace_s)
+        await self.failed_commits.flush(self.config.shutdown_grace_s)
 
     async def recover(self) -> None:
-        """At start-up: turns a crashed process left running are stored as cancelled."""
-        count = await self.store.mark_running_turns(TurnStatus.CANCELLED, self.clock.now())
+        """At start-up: turns a crashed process left running are stored as failed, ending
+        with a `turn_incomplete` error event (see core.engine.recovery)."""
+        count = await recover_running(self.store, self.clock.now())
         if count:
-            log.warning("marked %d turns left running by a previous process as cancelled", count)
+            log.warning("stored %d turns left running by a previous process as failed", count)
 
 
 def _retrieve(task: asyncio.Future[LiveTurn]) -> None:

@@ -18,8 +18,10 @@ from core.engine.turns import TurnEngine
 from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
+from core.grpcapi.concurrency import ConcurrencyInterceptor
 from core.grpcapi.flow_servicer import register_flow_service
 from core.grpcapi.inprocess import HandlerRegistry, InProcessChannel
+from core.grpcapi.readiness import StoreReadiness
 from core.keys import Authenticator
 from core.pricing import Pricing
 from core.store.base import Store
@@ -61,6 +63,7 @@ class CoreServer:
         self._handlers: HandlerRegistry | None = None
         self.port = 0
         self.extra_services: list[str] = []
+        self.readiness: StoreReadiness | None = None
         # FlowService is part of every core; callers add more.
         self._registrars = (register_flow_service, *services)
 
@@ -78,12 +81,16 @@ class CoreServer:
              self.config.min_client_ping_interval_ms),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 0),
+            # A burst must queue, not be cancelled silently by gRPC core (see
+            # core.grpcapi.concurrency, which refuses the excess with a reason instead).
+            ("grpc.server.max_pending_requests", self.config.max_concurrent_rpcs),
+            ("grpc.server.max_pending_requests_hard_limit", self.config.max_concurrent_rpcs),
         ]
-        interceptors = [AuthInterceptor(self.auth)]
+        self.concurrency = ConcurrencyInterceptor(self.config.max_concurrent_rpcs)
+        interceptors = [self.concurrency, AuthInterceptor(self.auth)]
         server = grpc.aio.server(
             interceptors=interceptors,
             options=options,
-            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
         # Every service is added through the registry too, so `channel()` reaches the
         # same handlers behind the same interceptors.
@@ -98,12 +105,16 @@ class CoreServer:
         # Reflection picks its aio servicer by the server's type, so it gets the real one
         # (the shim never calls reflection).
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        try:
+            self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
+            self.port = 0
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
         await server.start()
         self.server = server
         await self._set_serving(True)
+        self.readiness = StoreReadiness(self.store, self._set_serving)
         log.info("core listening on %s:%d (database %s)", self.config.host, self.port,
                  self.config.database)
         return self.port
@@ -125,6 +136,8 @@ class CoreServer:
         """Drain: report NOT_SERVING, refuse new turns, give running turns the grace period,
         cancel and store the rest, then stop the server."""
         grace = self.config.engine.shutdown_grace_s if grace_s is None else grace_s
+        if self.readiness is not None:
+            await self.readiness.stop()
         await self._set_serving(False)
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
         await self.engine.shutdown()
