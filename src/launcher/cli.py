@@ -158,13 +158,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     try:
         if ns.command == "serve":
-            from launcher.serve import ServeOptions, serve_forever
+            from launcher.serve import ServeOptions, StartError, serve_forever
 
             options = ServeOptions(role=ns.role, demo=ns.demo, http_host=ns.http_host,
                                    http_port=ns.http_port, core_target=ns.core,
                                    metrics_port=ns.metrics_port,
                                    otlp_endpoint=ns.otlp_endpoint)
-            asyncio.run(serve_forever(_config(ns), options))
+            try:
+                asyncio.run(serve_forever(_config(ns), options))
+            except StartError as exc:
+                print(f"switchboard: {exc}", file=sys.stderr)
+                return 1
             return 0
         if ns.command == "orgs":
             from launcher import organisations

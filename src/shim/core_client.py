@@ -12,13 +12,13 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from core.limits import MAX_GRPC_MESSAGE_BYTES
-from shim.observability import channel_interceptors
+from shim.observability import channel_interceptors, context_metadata
 from switchboard.v1 import chat_pb2_grpc
 
 MAX_MESSAGE_BYTES = MAX_GRPC_MESSAGE_BYTES
@@ -47,7 +47,12 @@ def decode_error(exc: grpc.aio.AioRpcError) -> CoreError:
     reason = ""
     metadata: dict[str, str] = {}
     retry_after: float | None = None
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except (ValueError, DecodeError):
+        # Details that do not parse or disagree with the call's code: keep the code, so
+        # the error is still mapped to its class (never a 500 for the core's 4xx).
+        status = None
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -64,9 +69,14 @@ def decode_error(exc: grpc.aio.AioRpcError) -> CoreError:
 
 
 class CoreClient:
-    def __init__(self, target: str) -> None:
+    """Stubs of the core's services on one channel: a gRPC channel to `target`, or, for a
+    core in the same process, its in-process channel (`CoreServer.channel()`), which the
+    same stubs use without HTTP/2 (see core.grpcapi.inprocess)."""
+
+    def __init__(self, target: str, channel: Any = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(
+        self.in_process = channel is not None
+        self.channel = channel if channel is not None else grpc.aio.insecure_channel(
             target,
             interceptors=channel_interceptors(),
             options=[
@@ -108,6 +118,7 @@ def forward_metadata(request: web.Request, **extra: str) -> list[tuple[str, str]
     for key, value in extra.items():
         if value and _metadata_safe(value):
             md.append((key.replace("_", "-"), value))
+    md.extend(context_metadata())  # request id and trace context (shim.observability)
     return md
 
 

@@ -131,16 +131,14 @@ def setup(app: web.Application) -> None:
 
 # -- the core channel -------------------------------------------------------------------
 
-def _with_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+def context_metadata() -> list[tuple[str, str]]:
+    """The request id and the trace context, as gRPC metadata for a call to the core
+    (over the network or in process: every call's metadata is built with this)."""
     extra = tracing.inject()
     request_id = current_request_id()
     if request_id:
         extra.append((METADATA_KEY, request_id))
-    if not extra:
-        return details
-    metadata = grpc.aio.Metadata(*tuple(details.metadata or ()), *extra)
-    return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,
-                                      details.credentials, details.wait_for_ready)
+    return extra
 
 
 async def _note_org(call: Any) -> None:
@@ -152,16 +150,15 @@ async def _note_org(call: Any) -> None:
             fields["org"] = str(value)
 
 
-def _note_turn(message: Any) -> None:
+def note_turn(message: Any) -> None:
+    """Remember the ids of the request's turn for its log line, from a ChatResponse or a
+    stream's turn_started event (anything else is ignored)."""
     fields = _TURN_FIELDS.get()
     if fields is None or fields.get("turn_id"):
         return
-    event = getattr(message, "event", None)
-    if event is not None and hasattr(event, "WhichOneof"):
-        try:
-            if event.WhichOneof("kind") != "turn_started":
-                return
-        except ValueError:
+    event = getattr(message, "event", message)  # a StreamChatResponse or a ChatEvent
+    if "kind" in event.DESCRIPTOR.oneofs_by_name:
+        if event.WhichOneof("kind") != "turn_started":
             return
         message = event.turn_started
     names = message.DESCRIPTOR.fields_by_name
@@ -174,8 +171,8 @@ def _note_turn(message: Any) -> None:
 class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
                                     request: Any) -> Any:
-        call = await continuation(_with_context(client_call_details), request)
-        _note_turn(await call)  # raises the call's error, as awaiting the call would
+        call = await continuation(client_call_details, request)
+        await call  # raises the call's error, as awaiting the call would
         await _note_org(call)
         return call
 
@@ -183,7 +180,7 @@ class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
 class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
                                      request: Any) -> Any:
-        call = await continuation(_with_context(client_call_details), request)
+        call = await continuation(client_call_details, request)
         if _TURN_FIELDS.get() is None:
             return call
 
@@ -193,7 +190,6 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
                 if first:
                     first = False
                     await _note_org(call)
-                _note_turn(reply)
                 yield reply
 
         # grpc keeps the call behind the iterator: cancel() and the status still work.
@@ -201,6 +197,7 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
 
 
 def channel_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    """For the shim's channel to the core: the request id and the trace context travel
-    with every call."""
+    """For the shim's network channel to the core: the organisation the core names in its
+    initial metadata goes into the request's log line (an in-process core has no
+    metadata to send back; its turn and call lines name the organisation)."""
     return [_UnaryUnary(), _UnaryStream()]
