@@ -246,3 +246,26 @@ async def test_a_grpc_client_can_send_its_own_request_id(
     assert ids[0] == "grpc-client-7"
     assert re.fullmatch(r"[0-9a-f]{32}", ids[1])
     assert all(getattr(r, "org", "") == sb.org_id for r in turns)
+
+
+async def test_in_process_the_request_id_and_turn_ids_reach_both_lines(
+        sb: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """`serve` without --role: the shim calls the core in process, same ids."""
+    from shim.app import CORE
+
+    assert sb.running.runner is not None and sb.running.runner.app[CORE].in_process
+    caplog.set_level(logging.INFO)
+    for path, body in (("/v1/api/chat/support-agent", {"message": "What are your hours?"}),
+                       ("/v1/api/chat/support-agent",
+                        {"message": "What are your hours?", "stream": True})):
+        async with sb.http.post(path, json=body, headers={
+                "Authorization": f"Bearer {SECRET}", "X-Request-Id": f"inproc-{len(body)}"}) as r:
+            assert r.status == 200
+            await r.read()
+    for request_id in ("inproc-1", "inproc-2"):
+        [http] = [r for r in caplog.records
+                  if r.name == "switchboard.http" and getattr(r, "request_id", "") == request_id]
+        [turn] = [r for r in caplog.records
+                  if r.name == "switchboard.turns" and getattr(r, "request_id", "") == request_id]
+        assert getattr(http, "turn_id", None) == getattr(turn, "turn_id", "") != ""
+        assert getattr(http, "agent", None) == "support-agent"
