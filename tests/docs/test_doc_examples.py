@@ -30,7 +30,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_TIMEOUT_S = 60
 # Commands a doc shows that need tools or servers this test does not run (load tests,
 # benchmark servers, the build itself).
-RUNNABLE = re.compile(r"^(?:(?:curl|for|switchboard|\.venv/bin/switchboard)\b|[A-Z_]+=)")
+# (An assignment `B=...` or `TOKEN=$(...)` runs; `VAR=x make bench`, a command, does not.)
+RUNNABLE = re.compile(
+    r"^(?:(?:curl|for|switchboard|\.venv/bin/switchboard)\b|[A-Z_]+=(?:\$\(|\S+$))")
 # Servers are what this test starts itself (`switchboard serve` as `make run` does).
 SERVER = re.compile(r"^(\.venv/bin/)?switchboard serve\b")
 TRAILING_COMMENT = re.compile(r"\s{2,}#\s?(.*)$")
