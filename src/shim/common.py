@@ -211,10 +211,11 @@ class TurnStream:
         """Every event received and not yet read, waiting for at least one; None at the
         end of the stream; [] when `wake` woke the reader first. A failed call raises
         CoreCallError (a cancelled one, CancelledError, as grpc.aio does)."""
-        if self._pending:
-            pending, self._pending = self._pending, []
-            return pending
         source = self._source
+        if self._pending:
+            # What `first()` read ahead, and whatever arrived since, in one batch.
+            pending, self._pending = self._pending, []
+            return pending + [reply.event for reply in source.take_ready()]
         while True:
             replies = source.take_ready()
             if replies:
