@@ -106,6 +106,7 @@ class ConversationRecord:
     context: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     message_count: int = 0
+    owner: str = "anonymous"  # see core.engine.admission
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,14 +147,15 @@ def stream_chat(request: web.Request, turn: chat_pb2.TurnInput) -> TurnStream:
     return TurnStream(call)
 
 
-async def stop_turn(request: web.Request, conversation_id: str,
-                    dialect: str) -> chat_pb2.StopTurnResponse:
+async def stop_turn(request: web.Request, conversation_id: str, dialect: str,
+                    user_id: str = "", user_token: str = "") -> chat_pb2.StopTurnResponse:
     """Stop the running turn of a conversation (any dialect's rendering of its id); returns
     once the turn is stored. Raises CoreCallError."""
     try:
         reply: chat_pb2.StopTurnResponse = await request.app[CORE].chat.StopTurn(
             chat_pb2.StopTurnRequest(conversation_id=conversation_id,
-                                     origin=origin_of(request), dialect=dialect),
+                                     origin=origin_of(request), dialect=dialect,
+                                     user_id=user_id, user_token=user_token),
             metadata=call_metadata(request),
         )
         return reply

@@ -207,6 +207,7 @@ class SqliteStore(SqliteFlowsMixin):
             context=loads(row["context_json"]) or {},
             variables=loads(row["variables_json"]) or {},
             message_count=row["message_count"],
+            owner=row["owner"],
         )
 
     async def get_conversation(
@@ -259,12 +260,12 @@ class SqliteStore(SqliteFlowsMixin):
             if c is not None:
                 await conn.execute(
                     "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
-                    "context_json, variables_json, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "context_json, variables_json, created_at, updated_at, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq,
                         dumps(c.context), dumps(c.variables), _ts(c.created_at),
-                        _ts(c.updated_at),
+                        _ts(c.updated_at), c.owner,
                     ),
                 )
             if begin.conversation_context is not None:

@@ -1,0 +1,4 @@
+-- Who may continue or read a conversation (core.engine.admission): 'secret' (started by a
+-- secret key), 'user:<id>' (a verified user), 'anonymous' (holding the id is enough).
+-- Rows from before this migration are anonymous.
+ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT 'anonymous';
