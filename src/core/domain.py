@@ -68,6 +68,7 @@ class ApiKey:
     name: str
     created_at: datetime
     revoked: bool = False
+    expires_at: datetime | None = None  # set by rotation: the overlap's end
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--kind", choices=("publishable", "secret"), default="secret")
     create.add_argument("--name", default="")
     _add_db(create)
+    listing = keys_sub.add_parser("list", help="list an organisation's keys (never the keys)")
+    listing.add_argument("--org", default="demo", help="organisation slug")
+    _add_db(listing)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key now (and its flow sessions)")
+    revoke.add_argument("key_id")
+    _add_db(revoke)
+    rotate = keys_sub.add_parser("rotate", help="a new key; the old one works for --overlap")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--overlap", type=float, default=None,
+                        help="seconds the old key stays valid (default 86400)")
+    _add_db(rotate)
 
     agents = sub.add_parser("agents", help="manage agents")
     agents_sub = agents.add_subparsers(dest="agents_command", required=True)

@@ -31,6 +31,8 @@ from core.providers.base import ContextEntry
 from core.store.base import EndUser, Store
 
 JWT_LEEWAY_S = 30
+# HS256 keys shorter than the hash output make the signature brute-forceable (RFC 7518 3.2).
+MIN_IDENTITY_SECRET_BYTES = 32
 # A user_token is a short-lived proof minted by the customer's backend: a day bounds the
 # damage of a leaked token (and of one minted with a far-future exp by mistake).
 MAX_TOKEN_LIFETIME_S = 24 * 3600

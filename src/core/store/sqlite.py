@@ -99,6 +99,7 @@ class SqliteStore(SqliteFlowsMixin):
             name=row["name"],
             created_at=_dt(row["created_at"]),
             revoked=row["revoked_at"] is not None,
+            expires_at=_dt(row["expires_at"]) if row["expires_at"] else None,
         )
 
     async def create_key(self, key: ApiKey, key_hash: str) -> None:
@@ -111,6 +112,23 @@ class SqliteStore(SqliteFlowsMixin):
     async def find_key(self, key_hash: str) -> ApiKey | None:
         row = await self.db.fetchone("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,))
         return self._key(row) if row else None
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = await self.db.fetchone("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        return self._key(row) if row else None
+
+    async def revoke_key(self, key_id: str, at: datetime) -> bool:
+        """Revoke now; False when no such key (or already revoked)."""
+        return bool(await self.db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (_ts(at), key_id),
+        ))
+
+    async def expire_key(self, key_id: str, at: datetime) -> None:
+        await self.db.execute(
+            "UPDATE api_keys SET expires_at = ? WHERE id = ? AND "
+            "(expires_at IS NULL OR expires_at > ?)", (_ts(at), key_id, _ts(at)),
+        )
 
     async def list_keys(self, org_id: str) -> list[ApiKey]:
         rows = await self.db.fetchall(
