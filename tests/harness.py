@@ -62,13 +62,16 @@ class Harness:
         engine: EngineConfig | None = None,
         database: str | None = None,
         services: tuple[ServiceRegistrar, ...] = (),
+        serve: ServeOptions | None = None,
+        core_config: dict[str, Any] | None = None,
     ) -> Harness:
         database = database or str(tmp_path / "switchboard.db")
         config = CoreConfig(
-            port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0)
+            port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0),
+            **(core_config or {}),
         )
         core = CoreServer(config, clock=clock, ids=ids, services=services)
-        running = await start(config, ServeOptions(http_port=0), core=core)
+        running = await start(config, serve or ServeOptions(http_port=0), core=core)
         org_id = await seed_demo(core.store, core.auth, core.ids, core.clock)
         return cls(running, org_id, database)
 

@@ -27,3 +27,5 @@ class CoreConfig:
     keepalive_time_ms: int = 60_000
     keepalive_timeout_ms: int = 20_000
     min_client_ping_interval_ms: int = 10_000
+    # Peers (besides loopback) whose x-switchboard-client metadata names the visitor.
+    trusted_proxies: tuple[str, ...] = ()

@@ -81,6 +81,7 @@ class Principal:
     # Session keys are bound to one agent and conversation.
     agent_id: str = ""
     conversation_id: str = ""
+    client: str = ""  # the visitor's network address, as far as it can be trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,3 +216,6 @@ class TurnRequest:
     intent_name: str = ""
     dialect: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # Whom the usage ledger charges (set by the engine, never by a client): see
+    # core.ratelimit.budget_user.
+    ledger_user: str = ""

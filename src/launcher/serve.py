@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -13,6 +14,8 @@ from core.config import CoreConfig
 from core.demo.seed import seed_demo
 from core.grpcapi.server import CoreServer
 from shim.app import create_app
+from shim.config import ShimConfig
+from shim.connections import GuardedSite
 
 log = logging.getLogger("switchboard")
 
@@ -24,6 +27,21 @@ class ServeOptions:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     core_target: str = ""  # for --role shim; default: the local core
+    shim: ShimConfig = field(default_factory=ShimConfig)
+    # TLS for the shim's HTTP port (both or neither).
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """TLS for the shim's HTTP port, from PEM files (None: plain HTTP)."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 class Running:
@@ -59,16 +77,20 @@ async def start(config: CoreConfig, options: ServeOptions,
     http_port = 0
     if options.role in ("all", "shim"):
         target = options.core_target or f"{config.host}:{core.port if core else config.port}"
-        app = create_app(target)
+        app = create_app(target, config=options.shim)
         runner = web.AppRunner(app, access_log=logging.getLogger("switchboard.http"),
                                shutdown_timeout=5.0)
         await runner.setup()
-        site = web.TCPSite(runner, options.http_host, options.http_port)
+        site = GuardedSite(
+            runner, options.http_host, options.http_port,
+            head_timeout_s=options.shim.request_head_timeout_s,
+            max_connections=options.shim.max_connections,
+            ssl_context=server_ssl_context(options.tls_cert, options.tls_key),
+        )
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        http_port = sockets[0].getsockname()[1] if sockets else options.http_port
-        log.info("shim listening on http://%s:%d (core at %s)", options.http_host, http_port,
+        http_port = site.port
+        log.info("shim listening on %s://%s:%d (core at %s)",
+                 "https" if options.tls_cert else "http", options.http_host, http_port,
                  target)
     return Running(core, runner, http_port)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from core.limits import MAX_REQUEST_BODY_BYTES
+from shim.config import ShimConfig, install
 from shim.core_client import CoreClient
 
 log = logging.getLogger("switchboard.shim")
@@ -49,15 +50,18 @@ def default_dialects() -> list[Dialect]:
     return found
 
 
-def create_app(core_target: str, dialects: Sequence[Dialect] | None = None) -> web.Application:
+def create_app(core_target: str, dialects: Sequence[Dialect] | None = None,
+               config: ShimConfig | None = None) -> web.Application:
+    config = config or ShimConfig()
     app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
+    install(app, config)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for setup in default_dialects() if dialects is None else dialects:
         setup(app)
 
     async def core_channel(app: web.Application):  # type: ignore[no-untyped-def]
-        app[CORE] = CoreClient(core_target)
+        app[CORE] = CoreClient(core_target, config)
         yield
         await app[CORE].close()
 

@@ -57,7 +57,7 @@ DISCONNECT_POLL_S = 0.25
 
 async def _turn_input(request: web.Request) -> chat_pb2.TurnInput:
     """The request as a TurnInput; raises BadRequest."""
-    body = await read_json_object(request)
+    body = await read_json_object(request, large=True)
     metadata = {"user_agent": header_text(request, "User-Agent")[:256]}
     if request.remote:
         metadata["client_ip"] = request.remote

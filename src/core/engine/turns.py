@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from core import limits
+from core import limits, ratelimit
 from core.budgets import Budgets
 from core.clock import Clock, IdSource
 from core.domain import (
@@ -116,6 +116,7 @@ def request_hash(request: TurnRequest) -> str:
     data = asdict(request)
     data.pop("idempotency_key", None)
     data.pop("metadata", None)
+    data.pop("ledger_user", None)
     raw = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -217,9 +218,15 @@ class TurnEngine:
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
     ) -> LiveTurn:
         """Rate limit and budget, then start: a refusal writes nothing and calls no model."""
-        self.rate_limiter.check_request(principal.key_id, RateLimit.from_settings(
-            org.settings.extra))
-        await self.budgets.check(org, request)
+        limit = RateLimit.from_settings(org.settings.extra)
+        self.rate_limiter.check_request(principal.key_id, limit)
+        caller = admission.caller_of(principal, org, request.user_id, request.user_token)
+        visitor = ratelimit.visitor_key(principal, caller.user_id, caller.verified)
+        if visitor:
+            self.rate_limiter.check_request(visitor, limit.per_visitor())
+        request = replace(request, ledger_user=ratelimit.budget_user(
+            principal, caller.user_id, caller.verified))
+        await self.budgets.check(org, request, user=request.ledger_user)
         # Turns of one conversation start one at a time: the check for a running turn and
         # the registration of the new one must not interleave (they would share sequence
         # numbers). A new conversation has no rival.
@@ -578,7 +585,8 @@ class TurnEngine:
             last_seq=terminal.seq, updated_at=now, events=(*live.events, terminal),
             messages=tuple(messages), interrupt=interrupt,
             usage=UsageEntry(
-                live.org_id, request.user_id or "anonymous", live.conversation_id,
+                live.org_id, request.ledger_user or request.user_id or "anonymous",
+                live.conversation_id,
                 live.turn_id, usage.model, new.prompt_tokens, new.completion_tokens,
                 new.cost_micros, now,
             ) if new.total_tokens or new.cost_micros else None,

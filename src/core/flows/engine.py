@@ -80,7 +80,7 @@ from core.keys import require_kind
 from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
-from core.ratelimit import RateLimit
+from core.ratelimit import RateLimit, visitor_key
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.tools import ServerTools, ToolContext
 
@@ -340,8 +340,12 @@ class FlowEngine:
         """Rate limit and budget (as for chat turns), then run the message."""
         org = await self.store.get_org(principal.org_id)
         if org is not None:
-            self.turns.rate_limiter.check_request(
-                principal.key_id, RateLimit.from_settings(org.settings.extra))
+            limit = RateLimit.from_settings(org.settings.extra)
+            self.turns.rate_limiter.check_request(principal.key_id, limit)
+            visitor = visitor_key(principal, conversation.user_id,
+                                  conversation.owner.startswith(admission.OWNER_USER_PREFIX))
+            if visitor:
+                self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
             await self.turns.budgets.check(org, TurnRequest(message=message.text))
         # The same per-conversation lock as chat turns: a flow message and a chat turn on
         # one conversation must not take the same sequence numbers.

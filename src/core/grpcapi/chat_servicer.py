@@ -190,5 +190,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             next_page_token=str(next_cursor) if next_cursor else "",
         )
 
+    async def CheckKey(self, request: chat_pb2.CheckKeyRequest,
+                       context: Context) -> chat_pb2.CheckKeyResponse:
+        # The interceptor has authenticated the call by the time this runs.
+        return chat_pb2.CheckKeyResponse(key_kind=current_principal().key_kind)
+
 
 __all__ = ["ChatServicer", "fold"]

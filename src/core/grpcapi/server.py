@@ -10,6 +10,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core import clientaddr
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
 from core.engine.turns import TurnEngine
@@ -75,7 +76,8 @@ class CoreServer:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.auth)],
+            interceptors=[AuthInterceptor(
+                self.auth, clientaddr.networks(self.config.trusted_proxies))],
             options=options,
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )

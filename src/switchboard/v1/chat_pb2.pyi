@@ -11,6 +11,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CheckKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckKeyResponse(_message.Message):
+    __slots__ = ("key_kind",)
+    KEY_KIND_FIELD_NUMBER: _ClassVar[int]
+    key_kind: str
+    def __init__(self, key_kind: _Optional[str] = ...) -> None: ...
+
 class ContextItem(_message.Message):
     __slots__ = ("label", "type", "value")
     LABEL_FIELD_NUMBER: _ClassVar[int]
