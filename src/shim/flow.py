@@ -65,6 +65,7 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "rate_limited"),
     "concurrency_limited": (429, "rate_limited"),
     "budget_exceeded": (429, "budget_exceeded"),
+    "storage_quota_exceeded": (429, "storage_quota_exceeded"),
     "wait_expired": (410, "wait_expired"),
     "wait_already_used": (409, "wait_already_used"),
     "wait_not_found": (404, "wait_not_found"),

@@ -69,6 +69,7 @@ from core.providers.base import (
     estimate_tokens,
 )
 from core.providers.registry import build_provider
+from core.quota import StorageQuota
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.tools import ServerTools, ToolContext
@@ -148,6 +149,7 @@ class TurnEngine:
         self.idempotency = Idempotency(self)
         self.conversation_locks = KeyedLocks()
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
+        self.storage = StorageQuota(store, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -227,6 +229,7 @@ class TurnEngine:
         request = replace(request, ledger_user=ratelimit.budget_user(
             principal, caller.user_id, caller.verified))
         await self.budgets.check(org, request, user=request.ledger_user)
+        await self.storage.reserve(org, request)
         # Turns of one conversation start one at a time: the check for a running turn and
         # the registration of the new one must not interleave (they would share sequence
         # numbers). A new conversation has no rival.

@@ -347,6 +347,7 @@ class FlowEngine:
             if visitor:
                 self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
             await self.turns.budgets.check(org, TurnRequest(message=message.text))
+            await self.turns.storage.reserve(org, TurnRequest(message=message.text))
         # The same per-conversation lock as chat turns: a flow message and a chat turn on
         # one conversation must not take the same sequence numbers.
         async with self.turns.conversation_locks.hold(conversation.id):

@@ -113,6 +113,14 @@ class SqliteStore(SqliteFlowsMixin):
         row = await self.db.fetchone("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,))
         return self._key(row) if row else None
 
+    async def stored_bytes(self, org_id: str) -> int:
+        row = await self.db.fetchone(
+            "SELECT COALESCE(SUM(LENGTH(CAST(content AS BLOB)) + "
+            "LENGTH(CAST(images_json AS BLOB))), 0) FROM messages WHERE org_id = ?",
+            (org_id,),
+        )
+        return int(row[0]) if row else 0
+
     async def get_key(self, key_id: str) -> ApiKey | None:
         row = await self.db.fetchone("SELECT * FROM api_keys WHERE id = ?", (key_id,))
         return self._key(row) if row else None
