@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import _async as health_aio
@@ -31,6 +32,18 @@ log = logging.getLogger("switchboard.core")
 ServiceRegistrar = Callable[["CoreServer", grpc.aio.Server], str]
 
 CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
+
+
+def server_credentials(config: CoreConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials for the gRPC port (None: plain text, the loopback default)."""
+    if not config.tls_cert and not config.tls_key:
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
+    client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
 
 
 class CoreServer:
@@ -88,7 +101,10 @@ class CoreServer:
         names = (CHAT_SERVICE, *self.extra_services, health.SERVICE_NAME,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        address = f"{self.config.host}:{self.config.port}"
+        credentials = server_credentials(self.config)
+        self.port = (server.add_secure_port(address, credentials) if credentials
+                     else server.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
         await server.start()
