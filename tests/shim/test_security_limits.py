@@ -194,3 +194,17 @@ async def test_connections_past_the_cap_are_refused_and_logged_once(
             assert resp.status == 200
     finally:
         await sb.stop()
+
+
+async def test_flow_sessions_and_messages_have_per_visitor_limits(proxied: Harness) -> None:
+    await visitor_limits(proxied)
+    statuses = []
+    for _ in range(3):
+        async with proxied.http.post("/api/public/v1/chat/sessions", json={}, headers={
+                "Authorization": f"Bearer {WIDGET}",
+                "X-Forwarded-For": "203.0.113.9"}) as resp:
+            statuses.append(resp.status)
+    assert statuses == [200, 200, 429]
+    async with proxied.http.post("/api/public/v1/chat/sessions", json={}, headers={
+            "Authorization": f"Bearer {WIDGET}", "X-Forwarded-For": "203.0.113.10"}) as resp:
+        assert resp.status == 200

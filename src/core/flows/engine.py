@@ -216,8 +216,11 @@ class FlowEngine:
                                      access.user_token if access else "")
         # The key's own bucket: sessions share it (their principal carries the key's id), so
         # minting sessions neither escapes the key's limits nor is itself unlimited.
-        self.turns.rate_limiter.check_request(principal.key_id,
-                                              RateLimit.from_settings(org.settings.extra))
+        limit = RateLimit.from_settings(org.settings.extra)
+        self.turns.rate_limiter.check_request(principal.key_id, limit)
+        visitor = visitor_key(principal, caller.user_id, caller.verified)
+        if visitor:
+            self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
         conversation = (await self.turns.resolve_conversation(principal, conversation_id)
                         if conversation_id else None)
         if conversation is not None:
