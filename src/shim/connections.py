@@ -51,23 +51,29 @@ class _Guarded(asyncio.Protocol):
     def __init__(self, guard: ConnectionGuard, handler: RequestHandler) -> None:
         self._guard = guard
         self.handler = handler
-        self._timer: asyncio.TimerHandle | None = None
         self.head_seen = False
+        self._transport: asyncio.BaseTransport | None = None
+        # Counted from the accept (asyncio calls connection_made a loop turn later, and
+        # for TLS only after the handshake): the cap must hold within one accept burst.
+        guard.open[handler] = self
+        self._timer = asyncio.get_running_loop().call_later(
+            guard.head_timeout_s, self._head_deadline)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._guard.open[self.handler] = self
-        self._timer = asyncio.get_running_loop().call_later(
-            self._guard.head_timeout_s, self._head_deadline, transport)
+        self._transport = transport
         self.handler.connection_made(transport)
 
-    def _head_deadline(self, transport: asyncio.BaseTransport) -> None:
-        if not self.head_seen:
-            transport.close()
+    def _head_deadline(self) -> None:
+        if self.head_seen:
+            return
+        if self._transport is None:  # never connected (e.g. a TLS handshake that stalled)
+            self._guard.open.pop(self.handler, None)
+        else:
+            self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._guard.open.pop(self.handler, None)
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         self.handler.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
