@@ -172,3 +172,12 @@ async def test_a_secret_key_conversation_is_out_of_a_widget_keys_reach(
         )) == grpc.StatusCode.NOT_FOUND
     status, _ = await post(sb_ctx, {"message": "leak?", "session_id": conv})
     assert status == 404
+    headers = {"Authorization": f"Bearer {WIDGET}"}
+    async with sb_ctx.http.get("/v1/aibot/bots/scripted/stream",
+                               params={"conversationId": conv, "lastEventId": "0"},
+                               headers=headers) as resp:
+        assert resp.status == 404
+        assert "server-side secret" not in await resp.text()
+    async with sb_ctx.http.get("/api/sdk/chat/stream/resume", params={"session_id": conv},
+                               headers=headers) as resp:
+        assert resp.status == 404
