@@ -229,7 +229,9 @@ class FlowEngine:
         if conversation is None:
             now = self.clock.now()
             conversation = ConversationRecord(
-                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id, user_id=caller.user_id,
+                # Flow usage is charged to the conversation's user: only a proven one.
+                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id,
+                user_id=caller.user_id if caller.verified else "anonymous",
                 status="open", last_seq=0, created_at=now, updated_at=now,
                 owner=admission.owner_for(principal, caller),
             )
