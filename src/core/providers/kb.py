@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from core.events import ActionData
-from core.knowledge import KnowledgeBase
+from core.knowledge import KnowledgeBase, current
 from core.providers import kb_dense as kd
 from core.providers import kb_text as kt
 from core.providers.base import (
@@ -448,7 +448,8 @@ def _answer_passages(
     best: list[tuple[float, int]] = []
     for rank, i in enumerate(candidates):
         passage = index.passages[i]
-        scores = _unit_scores(passage, clauses, index, cues, _passage_cosines(found, index, passage))
+        cosines = _passage_cosines(found, index, passage)
+        scores = _unit_scores(passage, clauses, index, cues, cosines)
         # A heading word counts half when the title has it too: the title's words are in
         # every section's context.
         heading = {t: 0.5 if t in passage.title_tf else 1.0 for t in kt.terms(passage.heading)}
@@ -604,6 +605,7 @@ class KbProvider:
     def answer(self, message: str, context: dict[str, ContextEntry] | None = None) -> _Reply:
         """Compose the whole reply synchronously (retrieval is CPU-only and bounded)."""
         message = (message or "")[:_MAX_INPUT_CHARS]
+        self._kb = current(self._kb)  # picks up edited articles (checked once a second)
         index = _build_index(self._kb)
         if not message.strip():
             return _Reply("Hi! What can I help you with today?", 0.0, False)
@@ -627,10 +629,13 @@ class KbProvider:
             parts = [_Part(raw, kt.normalise(raw)) for raw in _split_parts(message)]
         for part in parts:
             self._answer_part(part, index, facts)
-        answered = [p for p in parts if p.top is not None and p.body and p.confidence >= self._floor]
+        answered = [
+            p for p in parts if p.top is not None and p.body and p.confidence >= self._floor
+        ]
         if len(parts) > 1 and answered:
             return self._multi_part(parts, answered)
-        confidence, body, used, top = parts[0].confidence, parts[0].body, parts[0].used, parts[0].top
+        first = parts[0]
+        confidence, body, used, top = first.confidence, first.body, first.used, first.top
 
         if human:
             escalation = ActionData("escalation", {"reason": "user_requested"})
@@ -751,9 +756,6 @@ def _retrieve(
     order = tuple(sorted(range(n), key=lambda i: (-fused[i], i)))
     top = index.passages[order[0]]
     best_cos = float(cosine[order[0]])
-    other_cos = max(
-        (float(cosine[i]) for i in range(n) if index.passages[i].slug != top.slug), default=0.0
-    )
     s1 = bm25[order[0]]
     s2 = max((bm25[i] for i in range(n) if index.passages[i].slug != top.slug), default=0.0)
     bm25_margin = (s1 - s2) / s1 if s1 > 0 else 0.0
@@ -845,7 +847,8 @@ def _compose(
             else []
         )
         text = runner.units[i].text if i >= 0 else ""
-        if new and runner_scores[i] >= best and not text.endswith(":") and not _DANGLING.match(text):
+        whole = not text.endswith(":") and not _DANGLING.match(text)
+        if new and runner_scores[i] >= best and whole:
             parts.append(text)
     return " ".join(parts).strip()
 
