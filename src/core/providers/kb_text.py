@@ -104,6 +104,17 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:working|work|works)\b",
             " broken ",
         ),
+        # Everyday names for what help centers call otherwise.
+        (r"\b(?:fourth|4th) of july\b|\bjuly (?:4th|4|fourth)\b", " independence day "),
+        (r"\bx-?mas\b", " christmas "),
+        (r"\bhelp ?-?desk\b", " helpdesk "),
+        (r"\b(?:airplane|flight|aeroplane) mode\b|\bno (?:signal|reception|connection)\b",
+         " offline "),
+        (r"\btoo many (?:calls|requests)\b", " rate limit "),
+        (r"\bforget (?:them|me|us|him|her|the user|a user|everything)\b", " erase "),
+        (r"\bread ?-?only\b|\bview ?-?only\b", " viewer "),
+        (r"\bfoot ?-?traffic\b", " foottraffic "),
+        (r"\bteam chat\b", " slack "),
     )
 )
 
@@ -157,7 +168,12 @@ SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
     ("app", "application"),
     ("offline", "network", "internet", "wifi", "connectivity"),
     ("leak", "exposed", "compromised", "stolen"),
-    ("revoke", "disable", "deactivate", "invalidate"),
+    ("revoke", "disable", "deactivate", "invalidate", "offboard", "deprovision"),
+    ("support", "helpdesk", "staffed", "staffing", "humans", "duty"),
+    ("night", "overnight", "evening"),
+    ("rotate", "rotation", "swap"),
+    ("azure", "microsoft", "entra"),
+    ("foottraffic", "visitors", "visitor", "footfall"),
     ("advertising", "advert", "ad", "campaign", "marketing"),
 )
 
