@@ -221,6 +221,13 @@ def test_multi_part_question_names_the_unanswered_part(kb: KnowledgeBase) -> Non
     assert reply.escalate
 
 
+def test_multi_part_limit() -> None:
+    parts = ["how much is pro", "when are you open", "how do i export", "how do i invite"]
+    assert kb_module._split_parts("? ".join(parts[: kb_module.MAX_PARTS])) == parts
+    five = "? ".join([*parts, "where are invoices"])
+    assert kb_module._split_parts(five) == [five]
+
+
 def test_answers_are_deterministic(kb: KnowledgeBase) -> None:
     first = [KbProvider(kb).answer(q) for q in ("How do I export my data?", "pw reset")]
     again = [KbProvider(kb).answer(q) for q in ("How do I export my data?", "pw reset")]

@@ -149,6 +149,7 @@ _PART_SPLIT = re.compile(
     re.IGNORECASE,
 )
 _MIN_PART_WORDS = 1  # content words a part needs to be asked on its own
+MAX_PARTS = 4  # a message of more parts is answered as one question
 _RANK_STEP = 0.5  # passage choice: score lost per fused rank below the top passage
 _META_SENTENCE = re.compile(r"^This (?:article|page|guide)\b")
 _INTRO_FACTOR = 0.75  # an article's overview mentions everything; prefer specific sections
@@ -553,9 +554,9 @@ def _split_parts(message: str) -> list[str]:
     """The questions of a message: one, or each part of "X? Y" / "X and also Y" when every
     part has enough words to be asked on its own."""
     pieces = [p.strip() for p in _PART_SPLIT.split(message) if p and p.strip()]
-    if len(pieces) > 1 and all(len(kt.words(p)) >= _MIN_PART_WORDS for p in pieces):
-        return pieces[:4]
-    return [message]
+    if 1 < len(pieces) <= MAX_PARTS and all(len(kt.words(p)) >= _MIN_PART_WORDS for p in pieces):
+        return pieces
+    return [message]  # one question, or a long message read as a whole: bounded work
 
 
 @dataclass(frozen=True, slots=True)
