@@ -90,6 +90,10 @@ COMMON_STEMS: frozenset[str] = frozenset(_STEMMER.stemWords(_COMMON_WORDS_TEXT.s
 _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), replacement)
     for pattern, replacement in (
+        # "How much does the Pro plan cost?" asks for a price: "cost" frames the question
+        # (and would match "campaign costs" elsewhere); the topic is between the words.
+        (r"\b(?:how much|what) (?:does|do|did|will|would|is|are)\b(.{0,60}?)\bcosts?\b",
+         r" price \1 "),
         (r"\b(?:logs?|logg(?:ed|ing)) ?-?(?:in|on)\b", " login "),
         (r"\bsign(?:s|ed|ing)? ?-?in\b", " signin "),
         (r"\bsign(?:ed|ing)? ?-?up\b", " signup "),
