@@ -119,6 +119,16 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bread ?-?only\b|\bview ?-?only\b", " viewer "),
         (r"\bfoot ?-?traffic\b", " foottraffic "),
         (r"\bteam chat\b", " slack "),
+        # Support shorthand.
+        (r"\bidps?\b", " identity provider "),
+        (r"\bcerts?\b", " certificate "),
+        (r"\b(?:pw|pwd|passwd)\b", " password "),
+        (r"\b(?:google )?sheets\b", " spreadsheet "),
+        (r"\bfront ?-?end\b", " client-side "),
+        (r"\bback ?-?end\b", " server "),
+        (r"\bkicks? in\b", " take effect "),
+        (r"\b(?:site|app|service|stuff|everything|acme|it|you) (?:is |are |goes |went )?down\b",
+         " service incident "),
     )
 )
 
@@ -159,7 +169,7 @@ SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
     ("change", "update", "modify", "edit", "switch"),
     ("forgot", "forget", "lost", "reset"),
     ("privacy", "gdpr", "ccpa", "pii"),
-    ("alert", "notification", "notify"),
+    ("alert", "notification", "notify", "ping"),
     ("csv", "spreadsheet", "excel"),
     ("website", "site", "web", "page"),
     ("order", "purchase", "buy", "bought"),
