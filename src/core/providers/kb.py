@@ -318,7 +318,7 @@ def _build_query(message: str, index: _Index) -> _Query:
     core: dict[str, str | None] = {}
     common: set[str] = set()
     sequence: list[str] = []
-    for word in kt.words(message)[:300]:
+    for word in kt.words(message, normalised=True)[:300]:
         term = kt.stem(word)
         if term in core:
             if core[term]:
@@ -614,7 +614,8 @@ class KbProvider:
         index = _build_index(self._kb)
         if not message.strip():
             return _Reply("Hi! What can I help you with today?", 0.0, False)
-        human = kt.HUMAN_REQUEST.search(kt.normalise(message))
+        normal = kt.normalise(message)  # once: the phrase table is the costly part
+        human = kt.HUMAN_REQUEST.search(normal)
         if human is None and kt.is_small_talk(message):
             return _Reply(
                 "You're welcome! Is there anything else I can help you with?"
@@ -624,14 +625,15 @@ class KbProvider:
                 False,
             )
         # A request for a person is not part of the question: score the rest of it.
-        question = kt.normalise(message)
+        question = normal
         if human:
             question = question[: human.start()] + " " + question[human.end() :]
         facts = kt.context_facts(context or {})
         if human:
             parts = [_Part(message, question)]
         else:
-            parts = [_Part(raw, kt.normalise(raw)) for raw in _split_parts(message)]
+            pieces = _split_parts(message)
+            parts = [_Part(r, kt.normalise(r) if len(pieces) > 1 else normal) for r in pieces]
         for part in parts:
             self._answer_part(part, index, facts)
         answered = [

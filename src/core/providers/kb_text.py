@@ -209,10 +209,11 @@ def normalise(text: str) -> str:
     return text
 
 
-def words(text: str) -> list[str]:
-    """Lower-case word tokens of `text`, stop words removed (not stemmed)."""
+def words(text: str, normalised: bool = False) -> list[str]:
+    """Lower-case word tokens of `text` (already `normalise`d if `normalised`), stop words
+    removed (not stemmed)."""
     out = []
-    for raw in _WORD.findall(normalise(text)):
+    for raw in _WORD.findall(text if normalised else normalise(text)):
         word = raw[:-2] if raw.endswith("'s") else raw  # possessive: "google's" -> "google"
         if word not in STOP_WORDS and not (len(word) == 1 and word.isalpha()):
             out.append(word)
