@@ -210,7 +210,8 @@ def test_multi_part_question_answers_both_parts(kb: KnowledgeBase) -> None:
     reply = KbProvider(kb).answer("how much is pro and does it include live chat")
     slugs = [a.payload["slug"] for a in reply.trailing]
     assert slugs == ["plans-and-pricing", "business-hours"]
-    assert "Live chat: included on the Pro" in reply.text
+    assert "$79/month" in reply.text and "Live chat: included on the Pro" in reply.text
+    assert reply.text.index("$79") < reply.text.index("Live chat")  # in the order asked
 
 
 def test_multi_part_question_names_the_unanswered_part(kb: KnowledgeBase) -> None:
@@ -219,6 +220,11 @@ def test_multi_part_question_names_the_unanswered_part(kb: KnowledgeBase) -> Non
     assert [a.payload["slug"] for a in reply.trailing] == ["password-reset"]
     assert 'I couldn\'t find an answer to "what\'s the weather in paris"' in reply.text
     assert reply.escalate
+
+
+def test_multi_part_hedges_an_unsure_part(kb: KnowledgeBase) -> None:
+    reply = KbProvider(kb, threshold=1.0).answer("how much is pro? and when are you open")
+    assert reply.text.count("I'm not completely sure about") == 2 and reply.escalate
 
 
 def test_multi_part_limit() -> None:

@@ -421,6 +421,8 @@ def _unit_scores(
             score += _INTENT_BONUS  # "how / where do I" questions want the step
         if price and score and _PRICE.search(unit.text):
             score += _INTENT_BONUS * 2  # "how much" wants the price itself
+            if "price" in unit_terms:
+                score += _INTENT_BONUS  # ... and a "Price" beats a fee that has one
         if when and score and _WHEN.search(unit.text):
             score += _INTENT_BONUS * 2  # "when are you open" wants the days and hours
         condition = _CONDITIONAL.match(unit.text)
@@ -676,7 +678,6 @@ class KbProvider:
                           message + used)
         return _Reply(body, confidence, False, (), (_citation(top),), message + used)
 
-
     def _answer_part(self, part: _Part, index: _Index, facts: list[kt.ContextFact]) -> None:
         """Retrieve and compose the answer to one question (fills `part` in)."""
         query = _build_query(part.question, index)
@@ -701,7 +702,11 @@ class KbProvider:
         seen: set[str] = set()
         for part in parts:
             if part in answered and part.top is not None:
-                if part.body not in texts:
+                asked = part.raw.strip(" ?!.,").strip()
+                if part.confidence < self._threshold:  # said, but hedged, like a single answer
+                    texts.append(f'I\'m not completely sure about "{asked}", but our help '
+                                 f"center says: {part.body}")
+                elif part.body not in texts:
                     texts.append(part.body)
                 if part.top.slug not in seen:
                     seen.add(part.top.slug)

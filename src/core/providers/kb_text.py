@@ -94,6 +94,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # (and would match "campaign costs" elsewhere); the topic is between the words.
         (r"\b(?:how much|what) (?:does|do|did|will|would|is|are)\b(.{0,60}?)\bcosts?\b",
          r" price \1 "),
+        (r"\bhow much (?:is|are|for|would|will)\b", " price "),
         (r"\b(?:logs?|logg(?:ed|ing)) ?-?(?:in|on)\b", " login "),
         (r"\bsign(?:s|ed|ing)? ?-?in\b", " signin "),
         (r"\bsign(?:ed|ing)? ?-?up\b", " signup "),
