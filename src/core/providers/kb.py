@@ -120,7 +120,8 @@ _PROCEDURE_QUESTION = re.compile(
     r"export|invite|rotate|create|update|enable|disable|turn on|upgrade|downgrade)\b"
 )
 _NAVIGATION = re.compile(
-    r"\w > \w|^(?:Go to|Open|Click|Choose|Select|Enter|Call|Add|Copy|Start)\b|\bclick\b"
+    r"\w > \w|^(?:Go to|Open|Click|Choose|Select|Enter|Call|Add|Copy|Start)\b|\bclick\b|"
+    r"^To (?:start|begin|get started|set up)\b"
 )
 # Intent cues: what kind of sentence answers the question.
 _PRICE_QUESTION = re.compile(
