@@ -280,3 +280,14 @@ def test_index_is_built_once_per_change(tmp_path: Path) -> None:
     first = load_knowledge_base(tmp_path)
     assert load_knowledge_base(tmp_path) is first
     assert kb_module._build_index(first) is kb_module._build_index(load_knowledge_base(tmp_path))
+
+
+def test_sentences_are_self_contained(tmp_path: Path) -> None:
+    """The sentence with the price starts with "It": the one naming "it" comes with it."""
+    (tmp_path / "adapter.md").write_text(
+        "# Zorblax adapter\n\n## Buying\n\nThe Zorblax adapter ships with every starter kit "
+        "we sell in Europe. It costs $12 per month and renews automatically.\n"
+    )
+    reply = KbProvider(load_knowledge_base(tmp_path)).answer("what's the monthly price?")
+    assert "It costs $12 per month" in reply.text
+    assert reply.text.startswith("The Zorblax adapter ships")
