@@ -165,10 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--org", default="demo", help="organisation slug")
     _add_db(listing)
     revoke = keys_sub.add_parser("revoke", help="revoke a key now (and its flow sessions)")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="id of the key (as `keys list` shows it)")
     _add_db(revoke)
     rotate = keys_sub.add_parser("rotate", help="a new key; the old one works for --overlap")
-    rotate.add_argument("key_id")
+    rotate.add_argument("key_id", help="id of the key to replace (as `keys list` shows it)")
     rotate.add_argument("--overlap", type=float, default=None,
                         help="seconds the old key stays valid (default 86400)")
     _add_db(rotate)
