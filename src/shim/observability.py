@@ -29,6 +29,7 @@ from core.observability.requests import (
     reset_request_id,
     set_request_id,
 )
+from shim import openapi
 
 log = logging.getLogger("switchboard.http")
 
@@ -127,6 +128,12 @@ def setup(app: web.Application) -> None:
     app.middlewares.insert(0, observe)
     app.on_response_prepare.append(_add_request_id)
     app.router.add_get(METRICS_PATH, metrics_handler)
+    openapi.add_paths(app, {METRICS_PATH: {"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics (text exposition format).",
+        "tags": ["ops"], "security": [],
+        "responses": {"200": {"description": "Metrics",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }}})
 
 
 # -- the core channel -------------------------------------------------------------------
