@@ -61,6 +61,7 @@ from core.events import (
 )
 from core.ids import canonical_conversation_id
 from core.keys import require_kind
+from core.origins import origin_allowed
 from core.providers.base import (
     ChatMessage,
     GenerationRequest,
@@ -205,7 +206,7 @@ class TurnEngine:
         a browser (an Origin header); server-side calls carry no Origin."""
         if principal.key_kind != "publishable" or not origin or not allowed:
             return
-        if origin.rstrip("/") not in {o.rstrip("/") for o in allowed} and "*" not in allowed:
+        if not origin_allowed(allowed, origin):
             raise SwitchboardError(
                 Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
                 f"Origin {origin} is not allowed for this key.",

@@ -75,6 +75,7 @@ from core.flows.variables import (
     raise_if_any,
 )
 from core.keys import require_kind
+from core.origins import origin_allowed
 from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
@@ -210,8 +211,8 @@ class FlowEngine:
         if org is None:
             raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
         allowed = org.settings.allowed_origins
-        if (principal.key_kind == KeyKind.PUBLISHABLE and origin and allowed and "*" not in
-                allowed and origin.rstrip("/") not in {o.rstrip("/") for o in allowed}):
+        if (principal.key_kind == KeyKind.PUBLISHABLE and origin and allowed
+                and not origin_allowed(allowed, origin)):
             raise SwitchboardError(Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
                                    f"Origin {origin} is not allowed for this key.")
         # The key's own bucket: sessions share it (their principal carries the key's id), so
