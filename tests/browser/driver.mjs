@@ -243,7 +243,7 @@ const scenarios = {
       const sdk = await import(p.sdkUrl);
       const client = sdk.createClient({ baseUrl: p.baseUrl, key: p.key, agentId: p.agent });
       const out = { deltas: [], actions: [] };
-      try {
+      if (p.question) try {
         out.result = await client.send(p.question, {
           onText: (delta) => out.deltas.push(delta),
           onAction: (action) => out.actions.push(action),
@@ -256,7 +256,7 @@ const scenarios = {
         const abortClient = sdk.createClient({ baseUrl: p.baseUrl, key: p.key, agentId: p.abortAgent });
         let seen = "";
         try {
-          await abortClient.send(p.question, { signal: controller.signal, onText: (d, all) => {
+          await abortClient.send("stop me", { signal: controller.signal, onText: (d, all) => {
             seen = all;
             if (all.length >= p.abortAfterText) controller.abort();
           } });
