@@ -27,3 +27,23 @@ async def test_other_origins_are_refused(sb: Harness, origin: str) -> None:
     await sb.scripted_agent(reply="hi")
     status, reply = await post(sb, {"message": "x", "agent_id": "scripted"}, Origin=origin)
     assert status == 403 and reply["error"]["code"] == "origin_not_allowed"
+
+
+async def test_a_database_seeded_by_an_older_version_gets_the_patterns(sb: Harness) -> None:
+    from dataclasses import replace
+
+    from core.demo.seed import DEMO_ORIGINS, seed_demo
+
+    org = await sb.core.store.get_org(sb.org_id)
+    assert org is not None and org.settings.allowed_origins == DEMO_ORIGINS
+    old = ("http://localhost:3000", "http://localhost:8080", "http://127.0.0.1:8080")
+    await sb.core.store.update_org_settings(org.id, replace(org.settings, allowed_origins=old))
+    await seed_demo(sb.core.store, sb.core.auth, sb.core.ids, sb.core.clock)
+    org = await sb.core.store.get_org(sb.org_id)
+    assert org is not None and org.settings.allowed_origins == DEMO_ORIGINS
+    # A list the operator changed is left alone.
+    mine = ("https://www.example.com",)
+    await sb.core.store.update_org_settings(org.id, replace(org.settings, allowed_origins=mine))
+    await seed_demo(sb.core.store, sb.core.auth, sb.core.ids, sb.core.clock)
+    org = await sb.core.store.get_org(sb.org_id)
+    assert org is not None and org.settings.allowed_origins == mine
