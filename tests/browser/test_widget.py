@@ -132,11 +132,13 @@ async def test_hostile_markdown_renders_inert(sb: Harness, host: HostPages, cdp:
     assert "<img src=x onerror=" in answer["text"] and "click me" in answer["text"]
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
 async def test_keyboard_live_region_labels_contrast_and_320px(
-        sb: Harness, host: HostPages, cdp: str) -> None:
+        sb: Harness, host: HostPages, cdp: str, theme: str) -> None:
     await _agent(sb, delay_ms=0)
     page = host.add("keyboard.html", widget_page(
-        sb.base_url, WIDGET, agent="scripted", before="<button>Site button</button>"))
+        sb.base_url, WIDGET, agent="scripted", before="<button>Site button</button>",
+        extra=f' data-theme="{theme}"'))
     seen = await run_scenario(cdp, "keyboard", page=page, question="keyboard only")
     assert seen["focusTrail"][-1] == "launcher", seen["focusTrail"]
     assert seen["afterOpen"] == "textarea"  # focus moved into the panel
