@@ -120,6 +120,22 @@ const scenarios = {
     return { first, second, afterReload, stored: await page.evaluate(() => ({ ...localStorage })) };
   },
 
+  // Reload while the answer streams: the reloaded page picks the answer up again.
+  async reloadMidAnswer(page) {
+    await page.goto(params.page);
+    await widgetReady(page);
+    await page.evaluate(WATCH);
+    await askThroughUi(page, params.question);
+    await page.waitForFunction((n) => (window.__snapshots || []).some((t) => t.length >= n),
+                               params.partial, { timeout: TIMEOUT });
+    const before = await page.evaluate(() => window.__snapshots[window.__snapshots.length - 1]);
+    await page.reload();
+    await widgetReady(page);
+    await answered(page, 1);
+    return { before, log: await shadow(page, LOG),
+             stored: await page.evaluate(() => ({ ...localStorage })) };
+  },
+
   // Citations as links, the escalation offer as a button, the routing acknowledgement.
   async actions(page) {
     await page.goto(params.page);

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from browser_harness import HostPages, run_scenario, widget_page
 
-from harness import SECRET, WIDGET, Harness
+from harness import SECRET, WIDGET, Harness, with_engine
 from switchboard.v1 import chat_pb2
 
 REPLY = ("Here is the **answer**, streamed word by word: first set up tracking, then "
@@ -83,6 +84,27 @@ async def test_reload_keeps_the_conversation(sb: Harness, host: HostPages, cdp: 
         chat_pb2.ListMessagesRequest(conversation_id=session),
         metadata=[("authorization", f"Bearer {SECRET}")])
     assert [m.content for m in listed.messages if m.role == "user"] == ["first", "second"]
+
+
+async def test_reload_mid_answer_picks_the_answer_up(
+        tmp_path: Path, host: HostPages, cdp: str) -> None:
+    # The turn outlives the page that left (reattach grace), so the reload can resume it.
+    sb = await Harness.start(tmp_path, engine=with_engine(detach_grace_s=10.0))
+    try:
+        long_reply = "This answer takes a while to arrive, word after word, " * 4
+        await _agent(sb, reply=long_reply.strip(), delay_ms=40)
+        page = host.add("midway.html", widget_page(sb.base_url, WIDGET, agent="scripted"))
+        seen = await run_scenario(cdp, "reloadMidAnswer", page=page, question="tell me",
+                                  partial=15)
+        assert len(seen["before"]) < len(long_reply.strip())  # reloaded mid-answer
+        assert [(m["role"], m["text"]) for m in seen["log"]] == [
+            ("user", "tell me"), ("assistant", long_reply.strip())]
+        assert seen["log"][1]["links"][0]["href"] == CITATION["payload"]["url"]
+        (stored,) = [json.loads(v) for k, v in seen["stored"].items()
+                     if k.startswith("switchboard:")]
+        assert "pending" not in stored and len(stored["messages"]) == 2
+    finally:
+        await sb.stop()
 
 
 async def test_citations_escalation_and_routing(sb: Harness, host: HostPages, cdp: str) -> None:

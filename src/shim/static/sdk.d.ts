@@ -36,6 +36,8 @@ export interface SendOptions {
   onAction?: (action: Action) => void;
   /** Aborting rejects the send with an AbortError and stops the turn on the server. */
   signal?: AbortSignal;
+  /** Once the answer's headers arrived: the session (new or continued) and the agent. */
+  onStart?: (info: { sessionId: string | null; agentId: string | null }) => void;
   userId?: string;
   userToken?: string;
   sessionId?: string;
@@ -109,6 +111,10 @@ export interface Client {
   /** The conversation the next send continues (set from `X-Session-Id`). */
   sessionId: string | null;
   send(message: string, options?: SendOptions): Promise<SendResult>;
+  /** Follow the session's latest turn from its first byte (e.g. after a page reload). */
+  resume(sessionId: string,
+         options?: Pick<SendOptions, "onText" | "onAction" | "onStart" | "signal">,
+  ): Promise<SendResult>;
   stop(sessionId?: string): Promise<StopResult>;
   /** Forget the conversation: the next send starts a new session. */
   reset(): void;

@@ -198,7 +198,7 @@ class Client {
    * connection drops; `signal` aborts and stops the turn on the server.
    */
   async send(message, options = {}) {
-    const { onText, onAction, signal } = options;
+    const { signal } = options;
     const body = { message };
     const userId = options.userId ?? this.userId;
     const userToken = options.userToken ?? this.userToken;
@@ -214,13 +214,26 @@ class Client {
     // Names the turn, so a POST retried after a connection failure attaches to it
     // instead of starting a second one.
     const idempotencyKey = options.idempotencyKey || randomKey();
-    const parser = new StreamParser({ onText, onAction });
-    const turn = { sessionId: null, agentId: null };
     const post = () => this.fetch(this.baseUrl + STREAM_PATH, {
       method: "POST", signal, body: JSON.stringify(body),
       headers: this.headers({ "Content-Type": "application/json",
                               "Idempotency-Key": idempotencyKey }),
     });
+    return this.follow({ post, sessionId: null, fallbackSession: sessionId, ...options });
+  }
+
+  /**
+   * Follow the session's latest turn from its first byte (a page reloaded mid-answer picks
+   * the answer up again); resolves like send() once the turn's final record arrived.
+   */
+  async resume(sessionId, options = {}) {
+    if (!sessionId) throw new TypeError("resume: a session id is required");
+    return this.follow({ post: null, sessionId, fallbackSession: sessionId, ...options });
+  }
+
+  async follow({ post, sessionId, fallbackSession, onText, onAction, onStart, signal }) {
+    const parser = new StreamParser({ onText, onAction });
+    const turn = { sessionId, agentId: null, started: false };
     const resume = () => {
       const query = new URLSearchParams({ session_id: turn.sessionId,
                                           offset: String(parser.bytes) });
@@ -233,17 +246,19 @@ class Client {
       for (;;) {
         let response = null;
         try {
-          response = await (turn.sessionId ? resume() : post());
+          response = await (turn.started || !post ? resume() : post());
         } catch (err) {
           if (signal && signal.aborted) throw err;
           lastFailure = err; // no response at all: reconnect below
         }
         if (response) {
           if (!response.ok) throw await errorFromResponse(response, turn.sessionId);
-          if (!turn.sessionId) {
-            turn.sessionId = response.headers.get("X-Session-Id");
+          if (!turn.started) {
+            turn.started = true;
+            turn.sessionId = response.headers.get("X-Session-Id") || turn.sessionId;
             turn.agentId = response.headers.get("X-Agent-Id");
             if (turn.sessionId) this.sessionId = turn.sessionId;
+            if (onStart) onStart({ sessionId: turn.sessionId, agentId: turn.agentId });
           }
           try {
             await this.pump(response, parser);
@@ -258,7 +273,7 @@ class Client {
           if (parser.finished) break;
           // A response without a session id cannot be resumed; only a retry of the POST
           // (same idempotency key, the turn replays from its first byte) can.
-          if (!turn.sessionId && parser.bytes > 0) {
+          if (!turn.sessionId) {
             throw new ConnectionError("The connection dropped and cannot be resumed.",
                                       { cause: lastFailure });
           }
@@ -273,7 +288,7 @@ class Client {
       }
     } catch (err) {
       if (signal && signal.aborted) {
-        const running = turn.sessionId || sessionId;
+        const running = turn.sessionId || fallbackSession;
         if (running) await this.stop(running).catch(() => undefined);
         throw abortError(signal);
       }

@@ -280,12 +280,14 @@
       }
     }
 
-    save(sessionId) {
+    save(sessionId, pending = false) {
       try {
         const data = this.load();
         localStorage.setItem(this.storageKey, JSON.stringify({
           sessionId: sessionId || data.sessionId || null,
           messages: this.history.slice(-MAX_HISTORY),
+          // An answer was streaming: after a reload, pick it up again (resume).
+          pending: pending || undefined,
         }));
       } catch {
         // Storage full or disabled (private mode): the conversation just won't survive a reload.
@@ -297,6 +299,11 @@
       this.sessionId = typeof data.sessionId === "string" ? data.sessionId : null;
       this.history = Array.isArray(data.messages) ? data.messages.slice(-MAX_HISTORY) : [];
       for (const message of this.history) this.renderMessage(message);
+      if (data.pending && this.sessionId) {
+        const session = this.sessionId;
+        this.queue = this.queue.then(() => this.stream(
+          (client, handlers) => client.resume(session, handlers), {})).catch(() => undefined);
+      }
     }
 
     // -- messages -----------------------------------------------------------------------
@@ -368,6 +375,23 @@
       this.history.push(user);
       this.renderMessage(user);
       this.save();
+      return this.stream((client, handlers) => client.send(text, { ...handlers, mode }),
+                         { mode });
+    }
+
+    client(sdkModule) {
+      return sdkModule.createClient({
+        baseUrl: this.option("base-url") || scriptUrl.origin,
+        key: this.option("key"),
+        userId: this.option("user-id") || undefined,
+        userToken: this.option("user-token") || undefined,
+        agentId: this.option("agent") || undefined,
+        sessionId: this.sessionId || undefined,
+      });
+    }
+
+    /** Shows one streamed answer: `run(client, handlers)` is a send or a resume. */
+    async stream(run, { mode }) {
       const { item, body } = this.bubble("assistant");
       item.setAttribute("aria-busy", "true");
       body.append(el("span", { class: "typing", "aria-hidden": "true" }, "…"));
@@ -382,18 +406,13 @@
         this.scrollDown();
       };
       try {
-        const { createClient } = await loadSdk();
-        const client = createClient({
-          baseUrl: this.option("base-url") || scriptUrl.origin,
-          key: this.option("key"),
-          userId: this.option("user-id") || undefined,
-          userToken: this.option("user-token") || undefined,
-          agentId: this.option("agent") || undefined,
-          sessionId: this.sessionId || undefined,
-        });
-        const reply = await client.send(text, {
-          mode,
+        const client = this.client(await loadSdk());
+        const reply = await run(client, {
           signal: this.controller.signal,
+          onStart: ({ sessionId }) => {
+            this.sessionId = sessionId || this.sessionId;
+            this.save(this.sessionId, true);
+          },
           onText: (_delta, all) => {
             latest = all;
             if (!frame) frame = window.requestAnimationFrame(paint);
@@ -424,6 +443,7 @@
           item.classList.add("error");
           body.replaceChildren(aborted ? "Stopped." : describeError(err));
           this.announce(body.textContent);
+          this.save(this.sessionId);
         }
         throw err;
       } finally {
