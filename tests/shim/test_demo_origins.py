@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from halo_client import post, stream
 
-from harness import Harness
+from harness import WIDGET, Harness
 
 
 @pytest.mark.parametrize("origin", [
@@ -47,3 +47,11 @@ async def test_a_database_seeded_by_an_older_version_gets_the_patterns(sb: Harne
     await seed_demo(sb.core.store, sb.core.auth, sb.core.ids, sb.core.clock)
     org = await sb.core.store.get_org(sb.org_id)
     assert org is not None and org.settings.allowed_origins == mine
+
+
+async def test_flow_sessions_use_the_same_patterns(sb: Harness) -> None:
+    for origin, expected in (("http://localhost:5173", 200), ("http://127.0.0.1:9", 200),
+                             ("http://localhost.evil.example:5173", 403)):
+        async with sb.http.post("/api/public/v1/chat/sessions", headers={
+                "Authorization": f"Bearer {WIDGET}", "Origin": origin}) as resp:
+            assert resp.status == expected, (origin, await resp.text())
