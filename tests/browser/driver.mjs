@@ -77,6 +77,8 @@ const scenarios = {
       stored: await page.evaluate(() => ({ ...localStorage })),
       consoleErrors,
       hostStyles: await shadow(page, `return getComputedStyle(root.querySelector(".msg.user")).fontFamily;`),
+      // ...and the widget's styles did not leak out onto the page.
+      pageStyles: await page.evaluate(() => getComputedStyle(document.querySelector("h1")).fontFamily),
     };
   },
 
@@ -219,6 +221,8 @@ const scenarios = {
         if (e) pairs[sel] = Math.round(ratio(getComputedStyle(e).color, bg(e)) * 100) / 100;
       }
       return pairs;`);
+    const themeBg = await page.evaluate(() => getComputedStyle(
+      document.querySelector("switchboard-chat")).getPropertyValue("--sb-bg").trim());
     await page.keyboard.press("Escape");
     const afterEscape = {
       hidden: await shadow(page, `return root.querySelector(".panel").hidden;`),
@@ -232,7 +236,7 @@ const scenarios = {
       return { left: r.left, right: r.right, top: r.top, width: r.width,
                sendRight: s.right, inputWidth: t.width,
                scrollWidth: document.documentElement.scrollWidth };`);
-    return { focusTrail, afterOpen, expanded, live, labels, contrast, afterEscape, narrow };
+    return { focusTrail, afterOpen, expanded, live, labels, contrast, themeBg, afterEscape, narrow };
   },
 
   // A page whose CSP allows scripts only from itself and the widget's host.

@@ -30,4 +30,13 @@ for (let a = 0; a <= bytes.length; a += 1) {
     }
   }
 }
+// A failure after the headers: the error record is an error, never text or an action.
+const failed = new StreamParser({ onAction: () => { throw new Error("not an action"); } });
+failed.push(new TextEncoder().encode(
+  `partial ${RS}__ACTION__{"type":"error","payload":{"code":"agent_unavailable","message":"x"}}${RS}`));
+if (failed.text !== "partial " || !failed.error || failed.error.code !== "agent_unavailable"
+    || failed.finished) {
+  console.log(JSON.stringify({ error: failed.error, text: failed.text }));
+  process.exit(0);
+}
 console.log("ok");

@@ -40,6 +40,7 @@ async def test_embedded_on_another_origin_streams_progressively(
     # The citation is a link; the host page's styles did not reach into the shadow root.
     assert answer["links"] == [{"href": CITATION["payload"]["url"], "text": "Event Tracking"}]
     assert "comic" not in seen["hostStyles"].lower()
+    assert "comic" in seen["pageStyles"].lower()
     assert seen["consoleErrors"] == []
 
 
@@ -173,6 +174,7 @@ async def test_keyboard_live_region_labels_contrast_and_320px(
         assert ratio >= 4.5, (where, ratio)
     assert {".msg.user .body", ".msg.assistant .body", ".send", "header h2"} <= set(
         seen["contrast"])
+    assert seen["themeBg"] == {"light": "#ffffff", "dark": "#111827"}[theme]
     assert seen["afterEscape"] == {"hidden": True, "focus": "launcher"}
     narrow = seen["narrow"]
     assert narrow["left"] >= 0 and narrow["right"] <= 320 and narrow["top"] >= 0
