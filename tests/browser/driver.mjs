@@ -97,8 +97,11 @@ const scenarios = {
       error = await page.evaluate((q) => window.Switchboard.send(q).then(
         () => null, (e) => ({ name: e.name, code: e.code, status: e.status })), params.refusedQuestion);
     }
-    return { hiddenAtStart, openAfterOpen, hiddenAfterClose, reply, error,
-             log: await shadow(page, LOG) };
+    const log = await shadow(page, LOG);
+    await page.evaluate(() => window.Switchboard.reset());
+    const afterReset = { log: await shadow(page, LOG),
+                         stored: await page.evaluate(() => Object.keys(localStorage)) };
+    return { hiddenAtStart, openAfterOpen, hiddenAfterClose, reply, error, log, afterReset };
   },
 
   // Refused origin: the send rejects with the dialect's code and the panel says why.

@@ -67,6 +67,7 @@ async def test_window_switchboard_api(sb: Harness, host: HostPages, cdp: str) ->
     assert seen["hiddenAtStart"] and seen["openAfterOpen"] and seen["hiddenAfterClose"]
     assert seen["reply"] == {"text": REPLY, "actions": [CITATION]}
     assert [m["role"] for m in seen["log"]] == ["user", "assistant"]
+    assert seen["afterReset"] == {"log": [], "stored": []}
 
 
 async def test_reload_keeps_the_conversation(sb: Harness, host: HostPages, cdp: str) -> None:

@@ -306,6 +306,15 @@
       }
     }
 
+    /** Forget the conversation (e.g. when the visitor logs out): log and storage cleared. */
+    reset() {
+      if (this.controller) this.controller.abort();
+      this.history = [];
+      this.sessionId = null;
+      this.log.replaceChildren();
+      try { localStorage.removeItem(this.storageKey); } catch { /* storage disabled */ }
+    }
+
     // -- messages -----------------------------------------------------------------------
 
     bubble(role) {
@@ -473,6 +482,7 @@
       open: () => chat.open(),
       close: () => chat.close(),
       send: (text) => chat.send(text),
+      reset: () => chat.reset(),
     });
     document.dispatchEvent(new CustomEvent("switchboard:ready"));
   };
