@@ -132,8 +132,13 @@ async def test_dropped_connection_resumes_with_the_exact_text(
         posts = [r for r in proxy.requests if r.startswith("POST ")]
         resumes = [r for r in proxy.requests if r.startswith("GET /api/sdk/chat/stream/resume")]
         assert posts == [f"POST {STREAM}"]
-        assert resumes == [f"GET /api/sdk/chat/stream/resume?session_id={session}"
-                           f"&offset={proxy.cut_after}"]
+        (resumed,) = resumes
+        prefix = f"GET /api/sdk/chat/stream/resume?session_id={session}&offset="
+        assert resumed.startswith(prefix)
+        # The bytes the page had received: normally all of them, inside the emoji (the
+        # proxy waits for the browser to hand them over); under heavy load Chromium may
+        # have dropped its last buffered piece with the failed body, which is fine too.
+        assert 0 < int(resumed[len(prefix):]) <= proxy.cut_after
         # One turn on the server: the resume attached, it did not ask again.
         listed = await sb.chat.ListMessages(
             chat_pb2.ListMessagesRequest(conversation_id=session),
