@@ -73,6 +73,8 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "payload_too_large"),
     "provider_error": (503, "unavailable"),
     "shutting_down": (503, "unavailable"),
+    "store_unavailable": (503, "unavailable"),
+    "turn_incomplete": (503, "incomplete"),
     "cancelled": (499, "cancelled"),
     "deadline_exceeded": (504, "timeout"),
     "internal": (500, "internal_error"),
@@ -156,7 +158,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        # Sorted: a Struct's map order differs between processes, and a replay (after a
+        # restart, on another shim) must be byte-identical to the original.
+        return {k: _plain(value[k]) for k in sorted(value)}
     return value
 
 

@@ -61,6 +61,8 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "budget_exceeded": (429, "budget_exceeded"),
     "provider_error": (503, "agent_unavailable"),
     "shutting_down": (503, "unavailable"),
+    "store_unavailable": (503, "unavailable"),
+    "turn_incomplete": (503, "incomplete"),
     "cancelled": (503, "unavailable"),
     "deadline_exceeded": (503, "timeout"),
     "internal": (500, "internal_error"),

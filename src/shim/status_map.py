@@ -73,6 +73,8 @@ BY_REASON: Final = MappingProxyType({
     "internal": 500,
     "provider_error": 503,
     "shutting_down": 503,
+    "store_unavailable": 503,
+    "turn_incomplete": 503,
     "deadline_exceeded": 504,
 })
 

@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +42,12 @@ from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
 from core.engine.locks import KeyedLocks
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
+from core.engine.recovery import (
+    FailedCommits,
+    failed_commit,
+    incomplete_after,
+    recover_running,
+)
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
@@ -72,6 +78,7 @@ from core.providers.base import (
 from core.providers.registry import build_provider
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.turns")
@@ -114,12 +121,19 @@ class TurnFold:
     events: tuple[Event, ...] = field(default_factory=tuple)
 
 
+def _hash_default(value: Any) -> Any:
+    # Nested dataclasses as the dicts `asdict` made of them, without its deep copy of
+    # the whole request (images included): the digest stays the same as before.
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    return str(value)
+
+
 def request_hash(request: TurnRequest) -> str:
     """A stable digest of what the client asked (idempotency compares these)."""
-    data = asdict(request)
-    data.pop("idempotency_key", None)
-    data.pop("metadata", None)
-    raw = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    data = {f.name: getattr(request, f.name) for f in fields(request)
+            if f.name not in ("idempotency_key", "metadata")}
+    raw = json.dumps(data, sort_keys=True, default=_hash_default, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -141,6 +155,7 @@ class TurnEngine:
         self.config = config or EngineConfig()
         self.tools = tools or ServerTools()
         self.live = LiveTurns()
+        self.failed_commits = FailedCommits(store)
         self.draining = False
         self._provider_factory = provider_factory or (
             lambda agent: build_provider(agent.definition, agent.id)
@@ -355,7 +370,9 @@ class TurnEngine:
             instructions=agent.definition.instructions,
             mode=mode,
         )
-        self._spawn(live, self._run(live, agent, request, state, base, decision))
+        # Usage is billed to the resolved identity (verified claims win over the body's).
+        billed = replace(request, user_id=identity.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, decision))
         return live
 
     async def _resume_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
@@ -427,7 +444,9 @@ class TurnEngine:
             mode=str(base_json.get("mode", "chat")),
             traits=dict(base_json.get("traits", {})),
         )
-        self._spawn(live, self._run(live, agent, request, state, base, None))
+        # A resume carries no identity: its usage is billed to the conversation's user.
+        billed = replace(request, user_id=conversation.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, None))
         return live
 
     def _new_live(self, turn: TurnRecord, request: TurnRequest) -> LiveTurn:
@@ -614,11 +633,18 @@ class TurnEngine:
         except asyncio.CancelledError:
             # The commit goes on inside the shield; nothing more to publish from here.
             log.warning("turn %s: cancelled while storing", live.turn_id)
-        except Exception:
-            log.exception("turn %s: could not be stored", live.turn_id)
-            terminal = live.make_event(StreamError(
-                Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
-            ))
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("turn %s: could not be stored: %s", live.turn_id, exc.cause)
+                failure = StreamError(Code.UNAVAILABLE.name, exc.reason.value,
+                                      "The reply could not be stored; send it again.")
+            else:
+                log.exception("turn %s: could not be stored", live.turn_id)
+                failure = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value,
+                                      "The reply could not be stored.")
+            terminal = live.make_event(failure)
+            # Not left `running`: stored as failed (with this error) once the store allows.
+            self.failed_commits.schedule(failed_commit(commit, terminal))
         live.publish(terminal)
 
     # -- reading and controlling turns --------------------------------------------------
@@ -673,6 +699,12 @@ class TurnEngine:
         for event in await self.store.list_events(conversation.id, after_seq):
             last = event.seq
             yield event
+        if live is None and last == after_seq and not latest_turn:
+            # Nothing stored after what the client saw: if a crash cut that turn short,
+            # say so rather than answer as if the stream had been complete.
+            incomplete = await incomplete_after(self.store, conversation.id, after_seq)
+            if incomplete is not None:
+                yield incomplete
         if live is not None:
             async for event in live.follow(last):
                 yield event
@@ -688,12 +720,14 @@ class TurnEngine:
         await self.live.drain(self.config.shutdown_grace_s)
         if self._background:
             await asyncio.wait(set(self._background), timeout=self.config.shutdown_grace_s)
+        await self.failed_commits.flush(self.config.shutdown_grace_s)
 
     async def recover(self) -> None:
-        """At start-up: turns a crashed process left running are stored as cancelled."""
-        count = await self.store.mark_running_turns(TurnStatus.CANCELLED, self.clock.now())
+        """At start-up: turns a crashed process left running are stored as failed, ending
+        with a `turn_incomplete` error event (see core.engine.recovery)."""
+        count = await recover_running(self.store, self.clock.now())
         if count:
-            log.warning("marked %d turns left running by a previous process as cancelled", count)
+            log.warning("stored %d turns left running by a previous process as failed", count)
 
 
 def _retrieve(task: asyncio.Future[LiveTurn]) -> None:

@@ -81,6 +81,7 @@ from core.providers.base import ChatMessage, GenerationRequest, TextChunk, Usage
 from core.providers.registry import build_provider
 from core.ratelimit import RateLimit
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.flows")
@@ -481,9 +482,13 @@ class FlowEngine:
                                usage, reply_text)
             turn_open = False
             return await self._save(runner, execution, outcome, usage)
-        except Exception:
-            log.exception("flow %s: execution %s could not be run or stored",
-                          execution.intent, execution.id)
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("flow %s: execution %s could not be stored: %s",
+                            execution.intent, execution.id, exc.cause)
+            else:
+                log.exception("flow %s: execution %s could not be run or stored",
+                              execution.intent, execution.id)
             return await self._fail(runner, execution, conversation, agent, turn_id,
                                     first_seq if turn_open else None)
 
@@ -500,6 +505,12 @@ class FlowEngine:
             if open_turn_seq is not None:
                 await self._commit_failed(conversation, turn_id, open_turn_seq, agent)
             return await self._save(runner, execution, outcome, Usage())
+        except StoreUnavailable:
+            if open_turn_seq is not None:
+                # Not left `running`: stored as failed once the store allows.
+                self.turns.failed_commits.schedule(
+                    self._failed_turn(conversation, turn_id, open_turn_seq, agent))
+            raise  # 503: the client retries once the store can be written
         except Exception:
             log.exception("flow %s: execution %s could not be stored as failed",
                           execution.intent, execution.id)
@@ -508,6 +519,10 @@ class FlowEngine:
 
     async def _commit_failed(self, conversation: ConversationRecord, turn_id: str,
                              first_seq: int, agent: AgentRecord) -> None:
+        await self.store.commit_turn(self._failed_turn(conversation, turn_id, first_seq, agent))
+
+    def _failed_turn(self, conversation: ConversationRecord, turn_id: str, first_seq: int,
+                     agent: AgentRecord) -> TurnCommit:
         now = self.clock.now()
         bodies: tuple[EventBody, ...] = (
             TurnStarted(conversation.id, agent.id, agent.slug, turn_id),
@@ -515,10 +530,10 @@ class FlowEngine:
         )
         events = tuple(Event(first_seq + i, conversation.id, turn_id, now, body)
                        for i, body in enumerate(bodies))
-        await self.store.commit_turn(TurnCommit(
+        return TurnCommit(
             turn_id=turn_id, conversation_id=conversation.id, status=TurnStatus.FAILED,
             last_seq=events[-1].seq, updated_at=now, events=events, messages=(),
-        ))
+        )
 
     async def _price(self, org_id: str, reported: ReportedUsage | None,
                      generated: Usage) -> Usage:

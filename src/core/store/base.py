@@ -24,6 +24,7 @@ from core.domain import (
     TurnRecord,
 )
 from core.events import Event
+from core.store.failures import StoreHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,13 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    # Write health (core.store.failures): failures of the backend raise StoreUnavailable.
+    @property
+    def health(self) -> StoreHealth: ...
+
+    async def probe_write(self) -> None:
+        """One real, harmless write; raises StoreUnavailable while writes fail."""
+
     # Tenants and keys
     async def create_org(self, org: Organisation) -> None: ...
 
@@ -136,6 +144,10 @@ class Store(Protocol):
     ) -> list[Event]: ...
 
     async def mark_running_turns(self, status: str, now: datetime) -> int: ...
+
+    async def running_turns(self) -> list[TurnRecord]:
+        """Every turn stored as `running` (at start-up: the ones a crash left behind)."""
+        ...
 
     async def last_turn(self, conversation_id: str) -> TurnRecord | None: ...
 

@@ -25,6 +25,7 @@ from core.domain import (
 from core.errors import Code, Reason, SwitchboardError
 from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
 from core.store.base import EndUser, TurnBegin, TurnCommit
+from core.store.failures import StoreHealth
 from core.store.sqlite_db import Database, dumps, loads
 from core.store.sqlite_flows import SqliteFlowsMixin
 
@@ -55,6 +56,13 @@ class SqliteStore(SqliteFlowsMixin):
 
     async def close(self) -> None:
         await self.db.close()
+
+    @property
+    def health(self) -> StoreHealth:
+        return self.db.health
+
+    async def probe_write(self) -> None:
+        await self.db.probe_write()
 
     # -- tenants and keys ---------------------------------------------------------------
 
@@ -464,6 +472,10 @@ class SqliteStore(SqliteFlowsMixin):
         rows = await self.db.fetchall(sql + " ORDER BY seq", params)
         return [event_from_dict(loads(r["data_json"])) for r in rows]
 
+    async def running_turns(self) -> list[TurnRecord]:
+        rows = await self.db.fetchall("SELECT * FROM turns WHERE status = 'running'")
+        return [self._turn(row) for row in rows]
+
     async def mark_running_turns(self, status: str, now: datetime) -> int:
         """At start-up: turns left running by a crashed process are marked `status`."""
         return await self.db.execute(
@@ -488,7 +500,9 @@ class SqliteStore(SqliteFlowsMixin):
         rows = await self.db.fetchall(
             "SELECT substr(created_at, 1, 10) AS day, model, COUNT(*) AS turns, "
             "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
-            "SUM(cost_micros) AS cost_micros FROM usage_ledger "
+            "SUM(cost_micros) AS cost_micros, "
+            "SUM(CASE WHEN cost_micros = 0 THEN 1 ELSE 0 END) AS zero_cost_turns "
+            "FROM usage_ledger "
             "WHERE org_id = ? AND created_at >= ? GROUP BY day, model ORDER BY day, model",
             (org_id, _ts(since)),
         )
@@ -517,13 +531,22 @@ class SqliteStore(SqliteFlowsMixin):
         )
 
     async def claim_interrupt(self, interrupt_id: str, now: datetime) -> bool:
-        """Atomically mark a pending interrupt resumed; False if someone else did."""
-        changed = await self.db.execute(
-            "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
-            "WHERE id = ? AND status = 'pending'",
-            (_ts(now), interrupt_id),
-        )
-        return changed == 1
+        """Atomically mark a pending interrupt resumed, and its turn running again (so a
+        crash while it runs leaves it to start-up recovery); False if someone else did."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (_ts(now), interrupt_id),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await conn.execute(
+                "UPDATE turns SET status = 'running', updated_at = ? "
+                "WHERE id = (SELECT turn_id FROM interrupts WHERE id = ?)",
+                (_ts(now), interrupt_id),
+            )
+        return True
 
     # -- end users, companies, tickets --------------------------------------------------
 
