@@ -15,8 +15,11 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from aiohttp import hdrs, web
+
+from shim import openapi
 
 # How long browsers and CDNs may reuse an asset before revalidating it.
 ASSET_MAX_AGE_S = 300
@@ -89,10 +92,44 @@ def _handler(asset: Asset) -> Callable[[web.Request], Awaitable[web.Response]]:
     return serve
 
 
+_SUMMARIES = {
+    "/sdk.js": "The stream SDK (an ES module; README \"The stream SDK\").",
+    "/sdk.d.ts": "TypeScript declarations of the stream SDK.",
+    "/widget.js": "The chat widget: one <script> tag embeds <switchboard-chat>.",
+    "/widget.css": "The widget's styles (loaded inside its shadow root).",
+    "/demo.js": "The demo page's script.",
+    "/demo.css": "The demo page's styles.",
+    DEMO_PAGE: "The demo page, with the widget on it.",
+}
+
+
+def _path_item(path: str, content_type: str) -> dict[str, Any]:
+    media = content_type.split(";")[0]
+    name = "demoPage" if path == DEMO_PAGE else "asset" + "".join(
+        part.capitalize() for part in path.strip("/").replace(".", "_").split("_"))
+    return {"get": {
+        "operationId": name, "summary": _SUMMARIES[path], "tags": ["front end"],
+        "security": [],
+        "parameters": [{"name": "If-None-Match", "in": "header", "required": False,
+                        "schema": {"type": "string"},
+                        "description": "An ETag from an earlier answer: 304 if unchanged."}],
+        "responses": {
+            "200": {"description": "The file.", "content": {media: {"schema": {"type": "string"}}}},
+            "304": {"description": "Not modified (the ETag matched)."},
+        },
+    }}
+
+
 def setup(app: web.Application) -> None:
+    paths: dict[str, Any] = {}
     for path, name in ASSETS.items():
-        app.router.add_get(path, _handler(_load(name, _asset_headers())))
-    app.router.add_get(DEMO_PAGE, _handler(_load("index.html", _page_headers())))
+        asset = _load(name, _asset_headers())
+        app.router.add_get(path, _handler(asset))
+        paths[path] = _path_item(path, asset.content_type)
+    page = _load("index.html", _page_headers())
+    app.router.add_get(DEMO_PAGE, _handler(page))
+    paths[DEMO_PAGE] = _path_item(DEMO_PAGE, page.content_type)
+    openapi.add_paths(app, paths)
 
 
 __all__ = ["ASSETS", "ASSET_MAX_AGE_S", "DEMO_PAGE", "DEMO_PAGE_CSP", "setup"]
