@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -111,10 +112,7 @@ async def test_text_actions_and_result(sb: Harness, host: HostPages, cdp: str) -
 
 
 async def test_dropped_connection_resumes_with_the_exact_text(
-        tmp_path: object, host: HostPages, cdp: str) -> None:
-    from pathlib import Path
-
-    assert isinstance(tmp_path, Path)
+        tmp_path: Path, host: HostPages, cdp: str) -> None:
     # The turn must outlive its dropped connection long enough to be resumed.
     sb = await Harness.start(tmp_path, engine=with_engine(detach_grace_s=10.0))
     proxy = await CuttingProxy(sb.base_url, cut_after=REPLY.encode().index(
@@ -169,16 +167,24 @@ async def test_rate_limit_is_a_typed_error_with_retry_after(
     assert isinstance(limited["retryAfter"], int) and limited["retryAfter"] >= 1
 
 
-async def test_abort_stops_the_turn(sb: Harness, host: HostPages, cdp: str) -> None:
-    await sb.scripted_agent(slug="slow", reply="word " * 200, delay_ms=60)
-    seen = await run_scenario(cdp, "sdk", page=_blank(host), sdkUrl=sb.base_url + "/sdk.js",
-                              baseUrl=sb.base_url, key=WIDGET, question=None,
-                              abortAgent="slow", abortAfterText=10)
-    abort = seen["abort"]
-    assert abort["name"] == "AbortError" and len(abort["seen"]) >= 10
-    listed = await sb.chat.ListMessages(
-        chat_pb2.ListMessagesRequest(conversation_id=abort["sessionId"]),
-        metadata=[("authorization", f"Bearer {SECRET}")])
-    (assistant,) = [m for m in listed.messages if m.role == "assistant"]
-    assert assistant.status == events_pb2.TURN_STATUS_STOPPED
-    assert assistant.content.startswith(abort["seen"]) and len(assistant.content) < 1000
+async def test_abort_stops_the_turn(tmp_path: Path, host: HostPages, cdp: str) -> None:
+    # With the default reattach grace (as in production) the aborted connection only
+    # detaches the turn; it is the SDK's stop call that ends it, as `stopped`. (With no
+    # grace the disconnect itself would cancel it first.)
+    sb = await Harness.start(tmp_path, engine=with_engine(detach_grace_s=10.0))
+    try:
+        await sb.scripted_agent(slug="slow", reply="word " * 200, delay_ms=60)
+        seen = await run_scenario(cdp, "sdk", page=_blank(host),
+                                  sdkUrl=sb.base_url + "/sdk.js", baseUrl=sb.base_url,
+                                  key=WIDGET, question=None, abortAgent="slow",
+                                  abortAfterText=10)
+        abort = seen["abort"]
+        assert abort["name"] == "AbortError" and len(abort["seen"]) >= 10
+        listed = await sb.chat.ListMessages(
+            chat_pb2.ListMessagesRequest(conversation_id=abort["sessionId"]),
+            metadata=[("authorization", f"Bearer {SECRET}")])
+        (assistant,) = [m for m in listed.messages if m.role == "assistant"]
+        assert assistant.status == events_pb2.TURN_STATUS_STOPPED
+        assert assistant.content.startswith(abort["seen"]) and len(assistant.content) < 1000
+    finally:
+        await sb.stop()
