@@ -65,6 +65,7 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "rate_limited"),
     "concurrency_limited": (429, "rate_limited"),
     "budget_exceeded": (429, "budget_exceeded"),
+    "storage_quota_exceeded": (429, "storage_quota_exceeded"),
     "wait_expired": (410, "wait_expired"),
     "wait_already_used": (409, "wait_already_used"),
     "wait_not_found": (404, "wait_not_found"),
@@ -286,7 +287,8 @@ async def create_session(request: web.Request) -> web.Response:
     try:
         body = await _body(request, optional=True)
         fields = {}
-        for key, attr in (("agentId", "agent"), ("conversationId", "conversation_id")):
+        for key, attr in (("agentId", "agent"), ("conversationId", "conversation_id"),
+                          ("userId", "user_id"), ("userToken", "user_token")):
             value = body.get(key)
             if value is not None and not isinstance(value, str):
                 raise _Invalid(_validation(key, f"{key} must be a string"))
@@ -308,6 +310,7 @@ async def send_message(request: web.Request) -> web.Response:
     try:
         message = parse_message(await _body(request))
         message.idempotency_key = idempotency_key(request)
+        message.origin = origin(request)
         reply = await _call(request, "SendMessage", message)
     except _Invalid as exc:
         return error_response(exc.error)

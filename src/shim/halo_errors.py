@@ -59,6 +59,7 @@ BY_REASON: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "rate_limited"),
     "concurrency_limited": (429, "rate_limited"),
     "budget_exceeded": (429, "budget_exceeded"),
+    "storage_quota_exceeded": (429, "storage_quota_exceeded"),
     "provider_error": (503, "agent_unavailable"),
     "shutting_down": (503, "unavailable"),
     "store_unavailable": (503, "unavailable"),

@@ -69,6 +69,7 @@ BY_REASON: Final = MappingProxyType({
     "rate_limited": 429,
     "concurrency_limited": 429,
     "budget_exceeded": 429,
+    "storage_quota_exceeded": 429,
     "cancelled": 499,
     "internal": 500,
     "provider_error": 503,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from core import limits
+from core import limits, ratelimit
 from core.budgets import Budgets
 from core.clock import Clock, IdSource
 from core.domain import (
@@ -36,7 +36,8 @@ from core.domain import (
     TurnRecord,
     TurnRequest,
 )
-from core.engine import client_tools, intake, router
+from core.engine import admission, client_tools, intake, router
+from core.engine.admission import Access, Caller
 from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
@@ -66,8 +67,6 @@ from core.events import (
     UsageEvent,
 )
 from core.ids import canonical_conversation_id
-from core.keys import require_kind
-from core.origins import origin_allowed
 from core.providers.base import (
     ChatMessage,
     GenerationRequest,
@@ -76,6 +75,7 @@ from core.providers.base import (
     estimate_tokens,
 )
 from core.providers.registry import build_provider
+from core.quota import StorageQuota
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.store.failures import StoreUnavailable
@@ -84,8 +84,6 @@ from core.tools import ServerTools, ToolContext
 log = logging.getLogger("switchboard.turns")
 
 HISTORY_FOR_MODEL = 40  # prior transcript messages handed to the model
-# Dialects documented as server-side APIs (secret key): a widget key is refused there.
-SECRET_KEY_DIALECTS = frozenset({"slug"})
 _ROLE_ALIASES = {
     "user": "user", "customer": "user", "visitor": "user", "human": "user",
     "assistant": "assistant", "agent": "assistant", "bot": "assistant", "ai": "assistant",
@@ -132,7 +130,7 @@ def _hash_default(value: Any) -> Any:
 def request_hash(request: TurnRequest) -> str:
     """A stable digest of what the client asked (idempotency compares these)."""
     data = {f.name: getattr(request, f.name) for f in fields(request)
-            if f.name not in ("idempotency_key", "metadata")}
+            if f.name not in ("idempotency_key", "metadata", "ledger_user")}
     raw = json.dumps(data, sort_keys=True, default=_hash_default, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -165,6 +163,7 @@ class TurnEngine:
         self.idempotency = Idempotency(self)
         self.conversation_locks = KeyedLocks()
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
+        self.storage = StorageQuota(store, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -193,39 +192,8 @@ class TurnEngine:
     async def resolve_conversation(
         self, principal: Principal, conversation_id: str
     ) -> ConversationRecord:
-        canonical = canonical_conversation_id(conversation_id)
-        conversation = (
-            await self.store.get_conversation(principal.org_id, canonical) if canonical else None
-        )
-        if conversation is None or (
-            principal.conversation_id and principal.conversation_id != conversation.id
-        ):
-            raise not_found(
-                Reason.CONVERSATION_NOT_FOUND, f"Conversation '{conversation_id}' not found.",
-            )
-        return conversation
-
-    async def _admit_caller(self, principal: Principal, origin: str, dialect: str) -> Organisation:
-        """The key's organisation, once the browser origin and the dialect's key rules allow
-        the call (every route that reads or changes a conversation goes through here)."""
-        org = await self.store.get_org(principal.org_id)
-        if org is None:
-            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
-        self._check_origin(principal, org.settings.allowed_origins, origin)
-        if dialect in SECRET_KEY_DIALECTS:
-            require_kind(principal, KeyKind.SECRET)
-        return org
-
-    def _check_origin(self, principal: Principal, allowed: tuple[str, ...], origin: str) -> None:
-        """Publishable keys only work from the organisation's allowed origins when called from
-        a browser (an Origin header); server-side calls carry no Origin."""
-        if principal.key_kind != "publishable" or not origin or not allowed:
-            return
-        if not origin_allowed(allowed, origin):
-            raise SwitchboardError(
-                Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
-                f"Origin {origin} is not allowed for this key.",
-            )
+        """The conversation an id names, without the owner check (admission does that)."""
+        return await admission.find_conversation(self.store, principal, conversation_id)
 
     # -- starting turns -----------------------------------------------------------------
 
@@ -247,7 +215,7 @@ class TurnEngine:
                 Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down; retry shortly."
             )
         mode = intake.validate(request)
-        org = await self._admit_caller(principal, request.origin, request.dialect)
+        org = await admission.admit_key(self.store, principal, request.origin, request.dialect)
         client_tools.validate_client_tools(request.client_tools)
         if not request.idempotency_key:
             return await self._admit_and_start(principal, org, request, mode)
@@ -266,16 +234,23 @@ class TurnEngine:
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
     ) -> LiveTurn:
         """Rate limit and budget, then start: a refusal writes nothing and calls no model."""
-        self.rate_limiter.check_request(principal.key_id, RateLimit.from_settings(
-            org.settings.extra))
-        await self.budgets.check(org, request)
+        limit = RateLimit.from_settings(org.settings.extra)
+        self.rate_limiter.check_request(principal.key_id, limit)
+        caller = admission.caller_of(principal, org, request.user_id, request.user_token)
+        visitor = ratelimit.visitor_key(principal, caller.user_id, caller.verified)
+        if visitor:
+            self.rate_limiter.check_request(visitor, limit.per_visitor())
+        request = replace(request, ledger_user=ratelimit.budget_user(
+            principal, caller.user_id, caller.verified))
+        await self.budgets.check(org, request, user=request.ledger_user)
+        await self.storage.reserve(org, request)
         # Turns of one conversation start one at a time: the check for a running turn and
         # the registration of the new one must not interleave (they would share sequence
         # numbers). A new conversation has no rival.
         key = await self._conversation_key(principal, request)
         async with self.conversation_locks.hold(key) if key else contextlib.nullcontext():
             if request.resume is not None:
-                return await self._resume_turn(principal, request)
+                return await self._resume_turn(principal, org, request)
             return await self._start_new(principal, org, request, mode)
 
     async def _conversation_key(self, principal: Principal, request: TurnRequest) -> str:
@@ -290,13 +265,16 @@ class TurnEngine:
     async def _start_new(
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
     ) -> LiveTurn:
-        identity = await resolve_identity(self.store, org, request, self.clock)
-
+        identity = await resolve_identity(self.store, org, request, self.clock,
+                                          trusted=principal.key_kind == KeyKind.SECRET)
+        caller = Caller(identity.user_id, identity.verified)
         conversation: ConversationRecord | None = None
         if request.conversation_id:
             conversation = await self.resolve_conversation(principal, request.conversation_id)
         elif principal.conversation_id:
             conversation = await self.resolve_conversation(principal, principal.conversation_id)
+        if conversation is not None:
+            admission.check_owner(principal, caller, conversation, request.conversation_id)
         agent = await self.resolve_agent(
             principal.org_id, request.agent or principal.agent_id, conversation
         )
@@ -319,7 +297,7 @@ class TurnEngine:
                 id=self.ids.uuid(), org_id=org.id, agent_id=agent.id,
                 user_id=identity.user_id, status="open", last_seq=0,
                 created_at=now, updated_at=now, context=identity.context,
-                variables=dict(request.variables),
+                variables=dict(request.variables), owner=admission.owner_for(principal, caller),
             )
             new_conversation = conversation
         turn_id = self.ids.uuid()
@@ -375,7 +353,8 @@ class TurnEngine:
         self._spawn(live, self._run(live, agent, billed, state, base, decision))
         return live
 
-    async def _resume_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
+    async def _resume_turn(self, principal: Principal, org: Organisation,
+                           request: TurnRequest) -> LiveTurn:
         assert request.resume is not None
         resume = request.resume
         now = self.clock.now()
@@ -406,6 +385,10 @@ class TurnEngine:
             )
         client_tools.check_results(resume)
         conversation = await self.resolve_conversation(principal, record.conversation_id)
+        admission.check_owner(
+            principal, admission.caller_of(principal, org, request.user_id, request.user_token),
+            conversation, request.conversation_id,
+        )
         running = self.live.get(conversation.id)
         if running is not None and not running.done:
             raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
@@ -623,7 +606,8 @@ class TurnEngine:
             last_seq=terminal.seq, updated_at=now, events=(*live.events, terminal),
             messages=tuple(messages), interrupt=interrupt,
             usage=UsageEntry(
-                live.org_id, request.user_id or "anonymous", live.conversation_id,
+                live.org_id, request.ledger_user or request.user_id or "anonymous",
+                live.conversation_id,
                 live.turn_id, usage.model, new.prompt_tokens, new.completion_tokens,
                 new.cost_micros, now,
             ) if new.total_tokens or new.cost_micros else None,
@@ -662,10 +646,10 @@ class TurnEngine:
         with self.rate_limiter.stream_slot(principal.key_id, limit):
             yield
 
-    async def stop(self, principal: Principal, conversation_id: str, origin: str = "",
-                   dialect: str = "") -> tuple[bool, str]:
-        await self._admit_caller(principal, origin, dialect)
-        conversation = await self.resolve_conversation(principal, conversation_id)
+    async def stop(self, principal: Principal, conversation_id: str,
+                   access: Access | None = None) -> tuple[bool, str]:
+        conversation = await admission.admit_conversation(
+            self.store, principal, conversation_id, access or Access())
         live = self.live.get(conversation.id)
         if live is None or live.done:
             return False, ""
@@ -675,12 +659,12 @@ class TurnEngine:
 
     async def follow_conversation(
         self, principal: Principal, conversation_id: str, after_seq: int,
-        latest_turn: bool = False, origin: str = "", dialect: str = "",
+        latest_turn: bool = False, access: Access | None = None,
     ) -> AsyncIterator[Event]:
         """Replay a conversation's events after `after_seq` (or from the start of its latest
         turn) from the store, then follow the live turn (if any) without gap or duplicate."""
-        await self._admit_caller(principal, origin, dialect)
-        conversation = await self.resolve_conversation(principal, conversation_id)
+        conversation = await admission.admit_conversation(
+            self.store, principal, conversation_id, access or Access())
         live = self.live.get(conversation.id)
         if latest_turn:
             if live is not None:

@@ -40,6 +40,8 @@ from core.domain import (
     TurnRecord,
     TurnRequest,
 )
+from core.engine import admission
+from core.engine.admission import Access
 from core.engine.idempotency import IDEMPOTENCY_WINDOW_S, scoped_key
 from core.engine.turns import TurnEngine
 from core.errors import Code, Reason, SwitchboardError, not_found
@@ -75,11 +77,10 @@ from core.flows.variables import (
     raise_if_any,
 )
 from core.keys import require_kind
-from core.origins import origin_allowed
 from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
-from core.ratelimit import RateLimit
+from core.ratelimit import RateLimit, visitor_key
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
@@ -206,28 +207,34 @@ class FlowEngine:
     # -- sessions and intents -----------------------------------------------------------
 
     async def create_session(self, principal: Principal, agent_ref: str = "",
-                             conversation_id: str = "", origin: str = "") -> SessionInfo:
+                             conversation_id: str = "", origin: str = "",
+                             access: Access | None = None) -> SessionInfo:
         require_kind(principal, KeyKind.PUBLISHABLE, KeyKind.SECRET)
-        org = await self.store.get_org(principal.org_id)
-        if org is None:
-            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
-        allowed = org.settings.allowed_origins
-        if (principal.key_kind == KeyKind.PUBLISHABLE and origin and allowed
-                and not origin_allowed(allowed, origin)):
-            raise SwitchboardError(Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
-                                   f"Origin {origin} is not allowed for this key.")
+        org = await admission.admit_key(self.store, principal, origin)
+        # require_identity holds here as on every surface: the session's conversation
+        # belongs to the (verified) user who asked for it.
+        caller = admission.caller_of(principal, org, access.user_id if access else "",
+                                     access.user_token if access else "")
         # The key's own bucket: sessions share it (their principal carries the key's id), so
         # minting sessions neither escapes the key's limits nor is itself unlimited.
-        self.turns.rate_limiter.check_request(principal.key_id,
-                                              RateLimit.from_settings(org.settings.extra))
+        limit = RateLimit.from_settings(org.settings.extra)
+        self.turns.rate_limiter.check_request(principal.key_id, limit)
+        visitor = visitor_key(principal, caller.user_id, caller.verified)
+        if visitor:
+            self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
         conversation = (await self.turns.resolve_conversation(principal, conversation_id)
                         if conversation_id else None)
+        if conversation is not None:
+            admission.check_owner(principal, caller, conversation, conversation_id)
         agent = await self.turns.resolve_agent(org.id, agent_ref, conversation)
         if conversation is None:
             now = self.clock.now()
             conversation = ConversationRecord(
-                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id, user_id="anonymous",
+                # Flow usage is charged to the conversation's user: only a proven one.
+                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id,
+                user_id=caller.user_id if caller.verified else "anonymous",
                 status="open", last_seq=0, created_at=now, updated_at=now,
+                owner=admission.owner_for(principal, caller),
             )
             await self.flows.create_flow_conversation(conversation)
         token, expires = self.sessions.issue(org.id, agent.id, conversation.id,
@@ -281,10 +288,12 @@ class FlowEngine:
             idempotency_key=message.idempotency_key,
         )
 
-    async def send_message(self, principal: Principal, message: FlowMessage) -> FlowReply:
+    async def send_message(self, principal: Principal, message: FlowMessage,
+                           origin: str = "") -> FlowReply:
         if self.turns.draining:
             raise SwitchboardError(Code.UNAVAILABLE, Reason.SHUTTING_DOWN,
                                    "Server is shutting down; retry shortly.")
+        await admission.admit_key(self.store, principal, origin)
         agent = await self._session_agent(principal)
         message = self._validate(message)
         conversation = await self.turns.resolve_conversation(principal,
@@ -337,9 +346,14 @@ class FlowEngine:
         """Rate limit and budget (as for chat turns), then run the message."""
         org = await self.store.get_org(principal.org_id)
         if org is not None:
-            self.turns.rate_limiter.check_request(
-                principal.key_id, RateLimit.from_settings(org.settings.extra))
+            limit = RateLimit.from_settings(org.settings.extra)
+            self.turns.rate_limiter.check_request(principal.key_id, limit)
+            visitor = visitor_key(principal, conversation.user_id,
+                                  conversation.owner.startswith(admission.OWNER_USER_PREFIX))
+            if visitor:
+                self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
             await self.turns.budgets.check(org, TurnRequest(message=message.text))
+            await self.turns.storage.reserve(org, TurnRequest(message=message.text))
         # The same per-conversation lock as chat turns: a flow message and a chat turn on
         # one conversation must not take the same sequence numbers.
         async with self.turns.conversation_locks.hold(conversation.id):

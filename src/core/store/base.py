@@ -107,6 +107,16 @@ class Store(Protocol):
 
     async def list_keys(self, org_id: str) -> list[ApiKey]: ...
 
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def stored_bytes(self, org_id: str) -> int:
+        """Bytes of message text and images the organisation has stored (core.quota)."""
+        ...
+
+    async def revoke_key(self, key_id: str, at: datetime) -> bool: ...
+
+    async def expire_key(self, key_id: str, at: datetime) -> None: ...
+
     # Agents
     async def upsert_agent(
         self, org_id: str, agent_id: str, definition: AgentDefinition, now: datetime

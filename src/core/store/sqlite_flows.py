@@ -67,10 +67,10 @@ class SqliteFlowsMixin:
         c = conversation
         await self.db.execute(
             "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
-            "context_json, variables_json, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "context_json, variables_json, created_at, updated_at, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq, dumps(c.context),
-             dumps(c.variables), _ts(c.created_at), _ts(c.updated_at)),
+             dumps(c.variables), _ts(c.created_at), _ts(c.updated_at), c.owner),
         )
 
     # -- executions and waits -----------------------------------------------------------
