@@ -10,7 +10,7 @@ from core.clock import RandomIds, SystemClock
 from core.config import CoreConfig
 from core.domain import Organisation, OrgSettings
 from core.keys import Authenticator
-from core.store.sqlite import SqliteStore
+from core.store.factory import open_store
 
 
 async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
@@ -22,7 +22,7 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
             return 2
         print(f"ok: {definition.slug} ({definition.provider.kind}): {_summary(definition)}")
         return 0
-    store = SqliteStore(config.database)
+    store = open_store(config.database)
     await store.open()
     clock, ids = SystemClock(), RandomIds()
     try:

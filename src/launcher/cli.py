@@ -13,6 +13,8 @@ from pathlib import Path
 
 from core.config import CoreConfig
 from core.engine.turns import EngineConfig
+from core.store.factory import StoreURLError
+from launcher.options import add_database_option
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -43,8 +45,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database", help="SQLite file (default .switchboard/switchboard.db, "
-                   "or $SWITCHBOARD_DATA_DIR/switchboard.db)")
+    add_database_option(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--org", default="demo")
     apply.add_argument("--check", action="store_true", help="only validate")
     _add_db(apply)
-    agents_sub.add_parser("list", help="list agents").add_argument("--org", default="demo")
+    listing = agents_sub.add_parser("list", help="list agents")
+    listing.add_argument("--org", default="demo")
+    _add_db(listing)
 
     from launcher import orgs, usage
 
@@ -131,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from launcher import admin
 
         return asyncio.run(admin.run(ns, _config(ns)))
+    except StoreURLError as exc:
+        print(f"error: --database: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

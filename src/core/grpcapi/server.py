@@ -20,7 +20,7 @@ from core.grpcapi.flow_servicer import register_flow_service
 from core.keys import Authenticator
 from core.pricing import Pricing
 from core.store.base import Store
-from core.store.sqlite import SqliteStore
+from core.store.factory import describe, open_store
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchboard.core")
@@ -45,7 +45,7 @@ class CoreServer:
         services: Sequence[ServiceRegistrar] = (),
     ) -> None:
         self.config = config
-        self.store: Store = store or SqliteStore(config.database)
+        self.store: Store = store or open_store(config.database)
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
         self.sessions = SessionTokens(self.clock)  # flow session tokens (third key kind)
@@ -93,7 +93,7 @@ class CoreServer:
         self.server = server
         await self._set_serving(True)
         log.info("core listening on %s:%d (database %s)", self.config.host, self.port,
-                 self.config.database)
+                 describe(self.config.database))
         return self.port
 
     async def _set_serving(self, serving: bool) -> None:
