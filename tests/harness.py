@@ -69,16 +69,15 @@ class Harness:
         )
         core = CoreServer(config, clock=clock, ids=ids, services=services)
         running = await start(config, ServeOptions(http_port=0), core=core)
-        org_id = await seed_demo(core.store, core.auth, core.ids, core.clock)
+        org_id = await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
         return cls(running, org_id, database)
 
     async def apply_agent(self, source: str | dict[str, Any]) -> str:
         """Create or update an agent of the demo organisation; returns its id."""
         data = yaml.safe_load(textwrap.dedent(source)) if isinstance(source, str) else source
         definition = parse_agent(data)
-        record = await self.core.store.upsert_agent(
-            self.org_id, self.core.ids.uuid(), definition, self.core.clock.now()
-        )
+        record = await self.core.agents.apply(self.org_id, definition, self.core.ids,
+                                              self.core.clock)
         return record.id
 
     async def scripted_agent(self, slug: str = "scripted", **options: Any) -> str:

@@ -23,6 +23,12 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
     config = CoreConfig()
     if getattr(ns, "database", None):
         config = replace(config, database=ns.database)
+    if getattr(ns, "knowledge_root", None) is not None:
+        config = replace(config, knowledge_root=ns.knowledge_root.resolve())
+    if getattr(ns, "event_retention_days", None) is not None:
+        if ns.event_retention_days < 0:
+            raise SystemExit("error: --event-retention-days must be >= 0")
+        config = replace(config, event_retention_days=ns.event_retention_days)
     if getattr(ns, "grpc_port", None) is not None:
         config = replace(config, port=ns.grpc_port)
     if getattr(ns, "grpc_host", None):
@@ -48,6 +54,12 @@ def _add_db(p: argparse.ArgumentParser) -> None:
     add_database_option(p)
 
 
+def _add_knowledge_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--knowledge-root", type=Path, default=None,
+                   help="folder agents' knowledge bases are stored relative to (default: "
+                        "$SWITCHBOARD_KNOWLEDGE_ROOT or the current folder)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description="AI agent gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--shutdown-grace", type=float, default=None)
     serve.add_argument("--interrupt-ttl", type=_positive_seconds, default=None,
                        help="seconds a client-tool interrupt can be resumed (default 900)")
+    serve.add_argument("--event-retention-days", type=int, default=None,
+                       help="prune the event log of finished turns older than this many "
+                            "days (transcripts stay; default: keep)")
+    _add_knowledge_root(serve)
     _add_db(serve)
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -81,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("file", type=Path)
     apply.add_argument("--org", default="demo")
     apply.add_argument("--check", action="store_true", help="only validate")
+    _add_knowledge_root(apply)
     _add_db(apply)
     listing = agents_sub.add_parser("list", help="list agents")
     listing.add_argument("--org", default="demo")
+    _add_knowledge_root(listing)
     _add_db(listing)
 
     from launcher import orgs, usage

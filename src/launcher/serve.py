@@ -52,7 +52,7 @@ async def start(config: CoreConfig, options: ServeOptions,
         core = core or CoreServer(config)
         await core.start()
         if options.demo:
-            await seed_demo(core.store, core.auth, core.ids, core.clock)
+            await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
             log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "
                      "sk_demo_secret_key)")
     runner = None

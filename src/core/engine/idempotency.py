@@ -68,8 +68,8 @@ class Idempotency:
             return None
         if turn.request_hash != request_hash:
             raise _mismatch()
-        events = await engine.store.list_events(turn.conversation_id, turn.first_seq - 1,
-                                                turn_id=turn.id)
+        events = await engine.store.list_events(org_id, turn.conversation_id,
+                                                turn.first_seq - 1, turn_id=turn.id)
         terminal = next((i for i, e in enumerate(events) if e.terminal), None)
         if terminal is None and turn.status != "running":
             # Left behind by a process that died mid-turn (recovered as cancelled with no

@@ -11,7 +11,6 @@ can always read the reply back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -22,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from core import limits
+from core.agents.catalog import AgentCatalog
 from core.budgets import Budgets
 from core.clock import Clock, IdSource
 from core.domain import (
@@ -40,7 +40,6 @@ from core.engine import client_tools, intake, router
 from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
-from core.engine.locks import KeyedLocks
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
@@ -133,8 +132,10 @@ class TurnEngine:
         tools: ServerTools | None = None,
         provider_factory: Callable[[AgentRecord], ModelProvider] | None = None,
         pricer: Pricer | None = None,
+        agents: AgentCatalog | None = None,
     ) -> None:
         self.store = store
+        self.agents = agents or AgentCatalog(store)
         self.clock = clock
         self.ids = ids
         self.config = config or EngineConfig()
@@ -147,7 +148,6 @@ class TurnEngine:
         self.price = pricer or _no_pricing
         self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
         self.idempotency = Idempotency(self)
-        self.conversation_locks = KeyedLocks()
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
@@ -158,15 +158,15 @@ class TurnEngine:
         self, org_id: str, ref: str, conversation: ConversationRecord | None
     ) -> AgentRecord:
         if ref:
-            agent = await self.store.get_agent(org_id, ref)
+            agent = await self.agents.get(org_id, ref)
             if agent is None:
                 raise not_found(Reason.AGENT_NOT_FOUND, f"Agent '{ref}' not found.", agent=ref)
             return agent
         if conversation is not None:
-            agent = await self.store.get_agent(org_id, conversation.agent_id)
+            agent = await self.agents.get(org_id, conversation.agent_id)
             if agent is not None:
                 return agent
-        agent = await self.store.get_active_agent(org_id)
+        agent = await self.agents.active(org_id)
         if agent is None:
             raise SwitchboardError(
                 Code.FAILED_PRECONDITION, Reason.NO_ACTIVE_AGENT,
@@ -253,23 +253,12 @@ class TurnEngine:
         self.rate_limiter.check_request(principal.key_id, RateLimit.from_settings(
             org.settings.extra))
         await self.budgets.check(org, request)
-        # Turns of one conversation start one at a time: the check for a running turn and
-        # the registration of the new one must not interleave (they would share sequence
-        # numbers). A new conversation has no rival.
-        key = await self._conversation_key(principal, request)
-        async with self.conversation_locks.hold(key) if key else contextlib.nullcontext():
-            if request.resume is not None:
-                return await self._resume_turn(principal, request)
-            return await self._start_new(principal, org, request, mode)
-
-    async def _conversation_key(self, principal: Principal, request: TurnRequest) -> str:
-        """The canonical id of the conversation a request continues ("" for a new one)."""
+        # No lock: the store's claim on the conversation (begin_turn / resume_turn) lets
+        # one turn run per conversation, across every process on the database, and hands
+        # out its sequence numbers.
         if request.resume is not None:
-            record = await self.store.get_interrupt(principal.org_id,
-                                                    request.resume.interrupt_id)
-            return record.conversation_id if record is not None else ""
-        ref = request.conversation_id or principal.conversation_id
-        return (canonical_conversation_id(ref) or ref) if ref else ""
+            return await self._resume_turn(principal, request)
+        return await self._start_new(principal, org, request, mode)
 
     async def _start_new(
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
@@ -295,7 +284,7 @@ class TurnEngine:
         now = self.clock.now()
         # Routing rules and handoffs run before anything is stored: after a handoff the
         # turn, its reply and the conversation belong to the agent it was handed to.
-        plan = await router.plan(self.store, agent, conversation, request.message, mode, now)
+        plan = await router.plan(self.agents, agent, conversation, request.message, mode, now)
         agent = plan.agent
         new_conversation = None
         if conversation is None:
@@ -307,7 +296,6 @@ class TurnEngine:
             )
             new_conversation = conversation
         turn_id = self.ids.uuid()
-        first_seq = conversation.last_seq + 1
         prior: list[MessageRecord] = []
         if new_conversation is not None:
             for item in request.history:
@@ -322,11 +310,11 @@ class TurnEngine:
         )
         turn = TurnRecord(
             id=turn_id, conversation_id=conversation.id, org_id=org.id,
-            status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=first_seq,
-            last_seq=first_seq - 1, created_at=now, updated_at=now,
+            status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=0, last_seq=0,
+            created_at=now, updated_at=now,
             idempotency_key=request.idempotency_key, request_hash=request_hash(request),
         )
-        await self.store.begin_turn(TurnBegin(
+        turn = await self.store.begin_turn(TurnBegin(
             turn=turn,
             new_conversation=new_conversation,
             prior_messages=tuple(prior),
@@ -397,18 +385,14 @@ class TurnEngine:
                 record.state.get("client_tools")))
         client_tools.check_no_clash(request.client_tools, self.tools.specs(
             await self.resolve_agent(principal.org_id, "", conversation)))
-        if not await self.store.claim_interrupt(record.id, now):
+        agent = await self.resolve_agent(principal.org_id, "", conversation)
+        # One transaction claims the interrupt and the conversation, and numbers the new
+        # segment from the conversation's counter.
+        resumed = await self.store.resume_turn(principal.org_id, record.id, now)
+        if resumed is None:
             raise SwitchboardError(Code.ALREADY_EXISTS, Reason.INTERRUPT_ALREADY_RESUMED,
                                    "This interrupt was already resumed.")
-        agent = await self.resolve_agent(principal.org_id, "", conversation)
-        turn = await self.store.get_turn(principal.org_id, record.turn_id)
-        assert turn is not None
-        turn = TurnRecord(
-            id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
-            status=TurnStatus.RUNNING, agent_id=turn.agent_id,
-            first_seq=conversation.last_seq + 1, last_seq=conversation.last_seq,
-            created_at=turn.created_at, updated_at=now, request_hash=digest,
-        )
+        turn = replace(resumed, idempotency_key="", request_hash=digest)
         live = self._new_live(turn, request)
         live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn.id, resumed=True))
         state = LoopState.from_json(record.state)
@@ -659,17 +643,18 @@ class TurnEngine:
             if live is not None:
                 after_seq = live.events[0].seq - 1 if live.events else conversation.last_seq
             else:
-                turn = await self.store.last_turn(conversation.id)
+                turn = await self.store.last_turn(principal.org_id, conversation.id)
                 after_seq = turn.first_seq - 1 if turn is not None else conversation.last_seq
                 if turn is not None:
                     # A resumed turn has several segments, each opened by a TurnStarted:
                     # the latest segment is the one a reconnecting client has not seen.
                     starts = [e.seq for e in await self.store.list_events(
-                        conversation.id, after_seq, turn_id=turn.id)
+                        principal.org_id, conversation.id, after_seq, turn_id=turn.id)
                         if isinstance(e.body, TurnStarted)]
                     after_seq = starts[-1] - 1 if starts else after_seq
         last = after_seq
-        for event in await self.store.list_events(conversation.id, after_seq):
+        for event in await self.store.list_events(principal.org_id, conversation.id,
+                                                  after_seq):
             last = event.seq
             yield event
         if live is not None:

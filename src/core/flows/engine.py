@@ -79,7 +79,7 @@ from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
 from core.ratelimit import RateLimit
-from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.base import Store, TurnBegin, TurnCommit, TurnConflict, UsageEntry
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.flows")
@@ -227,7 +227,7 @@ class FlowEngine:
                 id=self.ids.uuid(), org_id=org.id, agent_id=agent.id, user_id="anonymous",
                 status="open", last_seq=0, created_at=now, updated_at=now,
             )
-            await self.flows.create_flow_conversation(conversation)
+            await self.store.create_conversation(conversation)
         token, expires = self.sessions.issue(org.id, agent.id, conversation.id,
                                              principal.key_id)
         return SessionInfo(token, expires, conversation.id, agent.id, intents_of(agent))
@@ -239,7 +239,7 @@ class FlowEngine:
                 "Flow messages need a session token (create one with CreateSession / "
                 "POST /api/public/v1/chat/sessions).",
             )
-        agent = await self.store.get_agent(principal.org_id, principal.agent_id)
+        agent = await self.turns.agents.get(principal.org_id, principal.agent_id)
         if agent is None:
             raise not_found(Reason.AGENT_NOT_FOUND, "The session's agent no longer exists.")
         return agent
@@ -338,16 +338,15 @@ class FlowEngine:
             self.turns.rate_limiter.check_request(
                 principal.key_id, RateLimit.from_settings(org.settings.extra))
             await self.turns.budgets.check(org, TurnRequest(message=message.text))
-        # The same per-conversation lock as chat turns: a flow message and a chat turn on
-        # one conversation must not take the same sequence numbers.
-        async with self.turns.conversation_locks.hold(conversation.id):
-            running = self.turns.live.get(conversation.id)
-            if running is not None and not running.done:
-                raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
-                                       "A turn is already running in this conversation.")
-            if message.wait_token:
-                return await self._continue(principal, agent, message)
-            return await self._start(principal, agent, message)
+        # A chat turn running here is refused early; across processes the store's claim
+        # on the conversation (begin_turn) decides.
+        running = self.turns.live.get(conversation.id)
+        if running is not None and not running.done:
+            raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
+                                   "A turn is already running in this conversation.")
+        if message.wait_token:
+            return await self._continue(principal, agent, message)
+        return await self._start(principal, agent, message)
 
     def _flows(self, agent: AgentRecord) -> dict[str, Flow]:
         return parse_flows(agent.definition.flows)
@@ -407,7 +406,7 @@ class FlowEngine:
         state.context.update(message.context)
         runner = self._runner(flow, state, agent, execution, message, conversation)
         step = runner.answer(ask, value)
-        if not await self.flows.claim_wait(token_hash, now):
+        if not await self.flows.claim_wait(principal.org_id, token_hash, now):
             raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
                                    "This wait token was already used.")
         return await self._run(runner, step, agent, execution, message, conversation)
@@ -453,12 +452,11 @@ class FlowEngine:
         turn_id = self.ids.uuid()
         now = self.clock.now()
         user_text = message.text or as_text(message.input)
-        first_seq = conversation.last_seq + 1
         begin = TurnBegin(
             turn=TurnRecord(
                 id=turn_id, conversation_id=conversation.id, org_id=execution.org_id,
-                status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=first_seq,
-                last_seq=first_seq - 1, created_at=now, updated_at=now,
+                status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=0, last_seq=0,
+                created_at=now, updated_at=now,
             ),
             user_message=self._message(
                 conversation.id, execution.org_id, turn_id, "user", user_text,
@@ -470,8 +468,10 @@ class FlowEngine:
             ),
         )
         turn_open = False
+        first_seq = 0
         try:
-            await self.store.begin_turn(begin)
+            # The store claims the conversation and numbers the turn's events.
+            first_seq = (await self.store.begin_turn(begin)).first_seq
             turn_open = True
             outcome = await runner.run(step)
             usage = await self._price(execution.org_id, message.usage, outcome.usage)
@@ -480,6 +480,8 @@ class FlowEngine:
                                usage, reply_text)
             turn_open = False
             return await self._save(runner, execution, outcome, usage)
+        except TurnConflict:
+            raise  # nothing was begun: the caller retries
         except Exception:
             log.exception("flow %s: execution %s could not be run or stored",
                           execution.intent, execution.id)

@@ -10,6 +10,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core.agents.catalog import AgentCatalog
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
 from core.engine.turns import TurnEngine
@@ -51,8 +52,9 @@ class CoreServer:
         self.sessions = SessionTokens(self.clock)  # flow session tokens (third key kind)
         self.auth = Authenticator(self.store, self.clock, sessions=self.sessions)
         self.pricing = Pricing(self.store)
+        self.agents = AgentCatalog(self.store, config.knowledge_root)
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
-                                 pricer=self.pricing.price)
+                                 pricer=self.pricing.price, agents=self.agents)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
