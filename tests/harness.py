@@ -62,11 +62,14 @@ class Harness:
         engine: EngineConfig | None = None,
         database: str | None = None,
         services: tuple[ServiceRegistrar, ...] = (),
+        knowledge_root: Path | None = None,
     ) -> Harness:
         database = database or str(tmp_path / "switchboard.db")
         config = CoreConfig(
             port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0)
         )
+        if knowledge_root is not None:
+            config = replace(config, knowledge_root=knowledge_root)
         core = CoreServer(config, clock=clock, ids=ids, services=services)
         running = await start(config, ServeOptions(http_port=0), core=core)
         org_id = await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)

@@ -27,7 +27,7 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
         config = replace(config, knowledge_root=ns.knowledge_root.resolve())
     if getattr(ns, "event_retention_days", None) is not None:
         if ns.event_retention_days < 0:
-            raise SystemExit("error: --event-retention-days must be >= 0")
+            raise SystemExit("error: --event-retention-days must be 0 (keep) or >= 1")
         config = replace(config, event_retention_days=ns.event_retention_days)
     if getattr(ns, "grpc_port", None) is not None:
         config = replace(config, port=ns.grpc_port)

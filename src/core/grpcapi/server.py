@@ -20,6 +20,7 @@ from core.grpcapi.chat_servicer import ChatServicer
 from core.grpcapi.flow_servicer import register_flow_service
 from core.keys import Authenticator
 from core.pricing import Pricing
+from core.retention import Retention
 from core.store.base import Store
 from core.store.factory import describe, open_store
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
@@ -55,6 +56,7 @@ class CoreServer:
         self.agents = AgentCatalog(self.store, config.knowledge_root)
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
                                  pricer=self.pricing.price, agents=self.agents)
+        self.retention = Retention(self.store, self.clock, config.event_retention_days)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -66,6 +68,7 @@ class CoreServer:
         await self.store.open()
         await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
+        await self.retention.start()
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.max_send_message_length", self.config.max_message_bytes),
@@ -110,6 +113,7 @@ class CoreServer:
         grace = self.config.engine.shutdown_grace_s if grace_s is None else grace_s
         await self._set_serving(False)
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
+        await self.retention.stop()
         await self.engine.shutdown()
         if self.server is not None:
             await self.server.stop(grace=1.0)
