@@ -147,7 +147,7 @@ class TurnEngine:
         )
         self.price = pricer or _no_pricing
         self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
-        self.idempotency = Idempotency(self)
+        self.idempotency = Idempotency(store, self.live, clock)
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()

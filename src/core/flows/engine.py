@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -59,8 +58,9 @@ from core.flows import limits
 from core.flows.builtins import FLOW_TOOLS
 from core.flows.definition import Flow, parse_flows
 from core.flows.inputs import InputMismatch, check_answer, mismatch_error
+from core.flows.messages import FlowMessage, FlowReply, Intent, SessionInfo
 from core.flows.replies import message_hash, reply_from_json, reply_to_json
-from core.flows.runner import Block, Runner, RunOutcome, RunState
+from core.flows.runner import Runner, RunOutcome, RunState
 from core.flows.sessions import SessionTokens
 from core.flows.store import ExecutionRecord, ExecutionStatus, WaitRecord, flow_store
 from core.flows.templates import as_text
@@ -85,48 +85,6 @@ from core.tools import ServerTools, ToolContext
 log = logging.getLogger("switchboard.flows")
 
 WAIT_TOKEN_PREFIX = "wt_"
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    name: str
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    token: str
-    expires_at: datetime
-    conversation_id: str
-    agent_id: str
-    intents: tuple[Intent, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class FlowMessage:
-    """One message of the flow surface, whatever carried it."""
-
-    text: str = ""
-    intent_name: str = ""
-    context: dict[str, Any] = field(default_factory=dict)
-    variables: dict[str, Any] = field(default_factory=dict)
-    usage: ReportedUsage | None = None
-    wait_token: str = ""
-    input: Any = None
-    has_input: bool = False
-    idempotency_key: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FlowReply:
-    execution_id: str
-    conversation_id: str
-    blocks: tuple[Block, ...]
-    status: str
-    usage: Usage
-    expected_input: dict[str, Any] | None = None
-    wait_token: str = ""
-    wait_expires_at: datetime | None = None
 
 
 def hash_token(token: str) -> str:

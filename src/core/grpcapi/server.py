@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import _async as health_aio
@@ -18,6 +18,7 @@ from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
 from core.grpcapi.flow_servicer import register_flow_service
+from core.grpcapi.services import ServiceRegistrar
 from core.keys import Authenticator
 from core.pricing import Pricing
 from core.retention import Retention
@@ -27,9 +28,6 @@ from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchboard.core")
 
-# Other services (FlowService, ...) plug in with a registrar: it adds its servicer to the
-# grpc server and returns its full service name (for health and reflection).
-ServiceRegistrar = Callable[["CoreServer", grpc.aio.Server], str]
 
 CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 
