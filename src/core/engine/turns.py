@@ -28,7 +28,6 @@ from core.domain import (
     AgentRecord,
     ConversationRecord,
     InterruptRecord,
-    KeyKind,
     MessageRecord,
     Organisation,
     PendingCall,
@@ -39,12 +38,14 @@ from core.domain import (
 from core.engine import client_tools, intake, router
 from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
-from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
+from core.engine.live import CANCEL_STOP, LiveTurn
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
+from core.engine.pipeline import TurnPipeline
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
     Event,
+    EventBody,
     InterruptEvent,
     RoutedEvent,
     Routing,
@@ -59,7 +60,6 @@ from core.events import (
     UsageEvent,
 )
 from core.ids import canonical_conversation_id
-from core.keys import require_kind
 from core.providers.base import (
     ChatMessage,
     GenerationRequest,
@@ -68,15 +68,13 @@ from core.providers.base import (
     estimate_tokens,
 )
 from core.providers.registry import build_provider
-from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
-from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.ratelimit import RateLimit
+from core.store.base import Store, TurnBegin, UsageEntry
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.turns")
 
 HISTORY_FOR_MODEL = 40  # prior transcript messages handed to the model
-# Dialects documented as server-side APIs (secret key): a widget key is refused there.
-SECRET_KEY_DIALECTS = frozenset({"slug"})
 _ROLE_ALIASES = {
     "user": "user", "customer": "user", "visitor": "user", "human": "user",
     "assistant": "assistant", "agent": "assistant", "bot": "assistant", "ai": "assistant",
@@ -140,15 +138,18 @@ class TurnEngine:
         self.ids = ids
         self.config = config or EngineConfig()
         self.tools = tools or ServerTools()
-        self.live = LiveTurns()
         self.draining = False
         self._provider_factory = provider_factory or (
             lambda agent: build_provider(agent.definition, agent.id)
         )
         self.price = pricer or _no_pricing
-        self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
-        self.idempotency = Idempotency(store, self.live, clock)
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
+        # The write path chat turns share with flow messages; its live registry and rate
+        # limiter are this engine's too.
+        self.pipeline = TurnPipeline(store, clock, self.budgets, self.config.detach_grace_s)
+        self.live = self.pipeline.live
+        self.rate_limiter = self.pipeline.rate_limiter
+        self.idempotency = Idempotency(store, self.live, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -189,27 +190,9 @@ class TurnEngine:
             )
         return conversation
 
-    async def _admit_caller(self, principal: Principal, origin: str, dialect: str) -> Organisation:
-        """The key's organisation, once the browser origin and the dialect's key rules allow
-        the call (every route that reads or changes a conversation goes through here)."""
-        org = await self.store.get_org(principal.org_id)
-        if org is None:
-            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
-        self._check_origin(principal, org.settings.allowed_origins, origin)
-        if dialect in SECRET_KEY_DIALECTS:
-            require_kind(principal, KeyKind.SECRET)
-        return org
-
-    def _check_origin(self, principal: Principal, allowed: tuple[str, ...], origin: str) -> None:
-        """Publishable keys only work from the organisation's allowed origins when called from
-        a browser (an Origin header); server-side calls carry no Origin."""
-        if principal.key_kind != "publishable" or not origin or not allowed:
-            return
-        if origin.rstrip("/") not in {o.rstrip("/") for o in allowed} and "*" not in allowed:
-            raise SwitchboardError(
-                Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
-                f"Origin {origin} is not allowed for this key.",
-            )
+    async def admit_caller(self, principal: Principal, origin: str = "",
+                           dialect: str = "") -> Organisation:
+        return await self.pipeline.admit_caller(principal, origin, dialect)
 
     # -- starting turns -----------------------------------------------------------------
 
@@ -231,7 +214,7 @@ class TurnEngine:
                 Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down; retry shortly."
             )
         mode = intake.validate(request)
-        org = await self._admit_caller(principal, request.origin, request.dialect)
+        org = await self.admit_caller(principal, request.origin, request.dialect)
         client_tools.validate_client_tools(request.client_tools)
         if not request.idempotency_key:
             return await self._admit_and_start(principal, org, request, mode)
@@ -250,9 +233,7 @@ class TurnEngine:
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
     ) -> LiveTurn:
         """Rate limit and budget, then start: a refusal writes nothing and calls no model."""
-        self.rate_limiter.check_request(principal.key_id, RateLimit.from_settings(
-            org.settings.extra))
-        await self.budgets.check(org, request)
+        await self.pipeline.check_limits(principal, org, request)
         # No lock: the store's claim on the conversation (begin_turn / resume_turn) lets
         # one turn run per conversation, across every process on the database, and hands
         # out its sequence numbers.
@@ -275,12 +256,7 @@ class TurnEngine:
         )
         client_tools.check_no_clash(request.client_tools, self.tools.specs(agent))
         if conversation is not None:
-            running = self.live.get(conversation.id)
-            if running is not None and not running.done:
-                raise SwitchboardError(
-                    Code.ABORTED, Reason.TURN_IN_PROGRESS,
-                    "A turn is already running in this conversation; wait for it or stop it.",
-                )
+            self.pipeline.refuse_if_running(conversation.id)
         now = self.clock.now()
         # Routing rules and handoffs run before anything is stored: after a handoff the
         # turn, its reply and the conversation belong to the agent it was handed to.
@@ -314,7 +290,7 @@ class TurnEngine:
             created_at=now, updated_at=now,
             idempotency_key=request.idempotency_key, request_hash=request_hash(request),
         )
-        turn = await self.store.begin_turn(TurnBegin(
+        live = await self.pipeline.begin(TurnBegin(
             turn=turn,
             new_conversation=new_conversation,
             prior_messages=tuple(prior),
@@ -325,8 +301,7 @@ class TurnEngine:
                 {**conversation.variables, **request.variables}
                 if request.variables and new_conversation is None else None
             ),
-        ))
-        live = self._new_live(turn, request)
+        ), request.idempotency_key)
         live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn_id,
                               new_conversation=new_conversation is not None))
         if plan.handoff is not None:
@@ -376,10 +351,7 @@ class TurnEngine:
             )
         client_tools.check_results(resume)
         conversation = await self.resolve_conversation(principal, record.conversation_id)
-        running = self.live.get(conversation.id)
-        if running is not None and not running.done:
-            raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
-                                   "A turn is already running in this conversation.")
+        self.pipeline.refuse_if_running(conversation.id)
         if not request.client_tools:  # a resume may omit the tools: reuse the turn's
             request = replace(request, client_tools=client_tools.tools_from_json(
                 record.state.get("client_tools")))
@@ -392,9 +364,9 @@ class TurnEngine:
         if resumed is None:
             raise SwitchboardError(Code.ALREADY_EXISTS, Reason.INTERRUPT_ALREADY_RESUMED,
                                    "This interrupt was already resumed.")
-        turn = replace(resumed, idempotency_key="", request_hash=digest)
-        live = self._new_live(turn, request)
-        live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn.id, resumed=True))
+        live = self.pipeline.register(replace(resumed, request_hash=digest),
+                                      request.idempotency_key)
+        live.emit(TurnStarted(conversation.id, agent.id, agent.slug, resumed.id, resumed=True))
         state = LoopState.from_json(record.state)
         results = {r.tool_call_id: r for r in resume.results}
         for call in record.calls:
@@ -411,17 +383,6 @@ class TurnEngine:
             traits=dict(base_json.get("traits", {})),
         )
         self._spawn(live, self._run(live, agent, request, state, base, None))
-        return live
-
-    def _new_live(self, turn: TurnRecord, request: TurnRequest) -> LiveTurn:
-        live = LiveTurn(
-            turn_id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
-            first_seq=turn.first_seq, now=self.clock.now,
-            detach_grace_s=self.config.detach_grace_s,
-        )
-        live.idempotency_key = request.idempotency_key
-        live.request_hash = turn.request_hash
-        self.live.add(live)
         return live
 
     def _spawn(self, live: LiveTurn, coro: Any) -> None:
@@ -519,8 +480,8 @@ class TurnEngine:
         pending: tuple[Any, ...],
         error: StreamError | None,
     ) -> None:
-        """Store the turn, then publish its terminal event. Runs shielded from a second
-        cancellation: a stop arriving while we store must not leave it half-written."""
+        """Decide the turn's outcome (reply, interrupt or error) and commit it through the
+        pipeline (stored, then published)."""
         live.committing = True
         now = self.clock.now()
         if status in (TurnStatus.STOPPED, TurnStatus.CANCELLED) and not state.usage.total_tokens:
@@ -552,16 +513,15 @@ class TurnEngine:
                 calls=tuple(PendingCall(c.id, c.name, c.arguments_json) for c in pending),
                 state=snapshot, expires_at=expires, created_at=now,
             )
-            terminal = live.make_event(
-                InterruptEvent(interrupt_id, tuple(c.id for c in pending), expires)
-            )
+            terminal: EventBody = InterruptEvent(interrupt_id, tuple(c.id for c in pending),
+                                                 expires)
         elif error is not None:
             if state.text:
                 messages.append(self._message(
                     live.conversation_id, live.org_id, live.turn_id, "assistant", state.text,
                     status, agent_id=agent.id, actions=tuple(state.actions), usage=usage,
                 ))
-            terminal = live.make_event(error)
+            terminal = error
         else:
             message = self._message(
                 live.conversation_id, live.org_id, live.turn_id, "assistant", state.text, status,
@@ -570,11 +530,11 @@ class TurnEngine:
                 metadata={"routing": asdict(routing)} if routing else {},
             )
             messages.append(message)
-            terminal = live.make_event(Completed(
+            terminal = Completed(
                 text=state.text, actions=tuple(state.actions), confidence=state.confidence,
                 usage=usage, routing=routing, status=status, agent_id=agent.id,
                 model=usage.model or ("routing" if routing else ""), message_id=message.id,
-            ))
+            )
         # A resumed turn's usage includes its earlier segments, already in the ledger.
         new = Usage(
             usage.prompt_tokens - state.billed.prompt_tokens,
@@ -582,27 +542,14 @@ class TurnEngine:
             usage.model,
             usage.cost_micros - state.billed.cost_micros,
         )
-        commit = TurnCommit(
-            turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
-            last_seq=terminal.seq, updated_at=now, events=(*live.events, terminal),
-            messages=tuple(messages), interrupt=interrupt,
+        await self.pipeline.commit(
+            live, status, terminal, messages=messages, interrupt=interrupt,
             usage=UsageEntry(
                 live.org_id, request.user_id or "anonymous", live.conversation_id,
                 live.turn_id, usage.model, new.prompt_tokens, new.completion_tokens,
                 new.cost_micros, now,
             ) if new.total_tokens or new.cost_micros else None,
         )
-        try:
-            await asyncio.shield(self.store.commit_turn(commit))
-        except asyncio.CancelledError:
-            # The commit goes on inside the shield; nothing more to publish from here.
-            log.warning("turn %s: cancelled while storing", live.turn_id)
-        except Exception:
-            log.exception("turn %s: could not be stored", live.turn_id)
-            terminal = live.make_event(StreamError(
-                Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
-            ))
-        live.publish(terminal)
 
     # -- reading and controlling turns --------------------------------------------------
 
@@ -621,7 +568,7 @@ class TurnEngine:
 
     async def stop(self, principal: Principal, conversation_id: str, origin: str = "",
                    dialect: str = "") -> tuple[bool, str]:
-        await self._admit_caller(principal, origin, dialect)
+        await self.admit_caller(principal, origin, dialect)
         conversation = await self.resolve_conversation(principal, conversation_id)
         live = self.live.get(conversation.id)
         if live is None or live.done:
@@ -636,7 +583,7 @@ class TurnEngine:
     ) -> AsyncIterator[Event]:
         """Replay a conversation's events after `after_seq` (or from the start of its latest
         turn) from the store, then follow the live turn (if any) without gap or duplicate."""
-        await self._admit_caller(principal, origin, dialect)
+        await self.admit_caller(principal, origin, dialect)
         conversation = await self.resolve_conversation(principal, conversation_id)
         live = self.live.get(conversation.id)
         if latest_turn:
