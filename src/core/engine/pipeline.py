@@ -29,7 +29,7 @@ from core.domain import (
 )
 from core.engine.live import LiveTurn, LiveTurns
 from core.errors import Code, Reason, SwitchboardError
-from core.events import Event, EventBody, StreamError
+from core.events import EventBody, StreamError, TurnStatus
 from core.keys import require_kind
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
@@ -112,33 +112,44 @@ class TurnPipeline:
         messages: Sequence[MessageRecord] = (),
         interrupt: InterruptRecord | None = None,
         usage: UsageEntry | None = None,
-    ) -> Event:
-        """Store the turn, then publish its terminal event (an internal error instead when
-        it could not be stored) and take it out of the registry. Returns the event
-        published. Runs shielded from a second cancellation: a stop arriving while the
-        turn is stored must not leave it half-written."""
+    ) -> bool:
+        """Store the turn, then publish its terminal event and take it out of the registry.
+        Runs shielded from a second cancellation: a stop arriving while the turn is stored
+        must not leave it half-written. When the store refuses the commit, the turn is
+        stored as failed instead (its events so far and an internal error, which is what
+        is published) so it never stays running; returns False then."""
         live.committing = True
         event = live.make_event(terminal)
-        commit = TurnCommit(
-            turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
-            last_seq=event.seq, updated_at=self.clock.now(), events=(*live.events, event),
-            messages=tuple(messages), interrupt=interrupt, usage=usage,
-        )
+        stored = True
         try:
-            await asyncio.shield(self.store.commit_turn(commit))
+            await asyncio.shield(self.store.commit_turn(TurnCommit(
+                turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
+                last_seq=event.seq, updated_at=self.clock.now(),
+                events=(*live.events, event), messages=tuple(messages), interrupt=interrupt,
+                usage=usage,
+            )))
         except asyncio.CancelledError:
             # The commit goes on inside the shield; nothing more to publish from here.
             log.warning("turn %s: cancelled while storing", live.turn_id)
         except Exception:
             log.exception("turn %s: could not be stored", live.turn_id)
+            stored = False
             event = live.make_event(StreamError(
                 Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
             ))
+            try:
+                await asyncio.shield(self.store.commit_turn(TurnCommit(
+                    turn_id=live.turn_id, conversation_id=live.conversation_id,
+                    status=TurnStatus.FAILED, last_seq=event.seq,
+                    updated_at=self.clock.now(), events=(*live.events, event),
+                )))
+            except Exception:
+                log.exception("turn %s: could not be stored as failed either", live.turn_id)
         try:
             live.publish(event)
         finally:
             self.live.remove(live)
-        return event
+        return stored
 
 
 def check_origin(principal: Principal, allowed: tuple[str, ...], origin: str) -> None:
