@@ -156,10 +156,11 @@ class SqliteStore(SqliteFlowsMixin):
         return self._agent(row)
 
     async def get_agent(self, org_id: str, id_or_slug: str) -> StoredAgent | None:
+        # One query; an id match wins over another agent's equal slug.
         row = await self.db.fetchone(
-            "SELECT * FROM agents WHERE org_id = ? AND id = ?", (org_id, id_or_slug)
-        ) or await self.db.fetchone(
-            "SELECT * FROM agents WHERE org_id = ? AND slug = ?", (org_id, id_or_slug)
+            "SELECT * FROM agents WHERE org_id = ? AND (id = ? OR slug = ?) "
+            "ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END LIMIT 1",
+            (org_id, id_or_slug, id_or_slug, id_or_slug),
         )
         return self._agent(row) if row else None
 
