@@ -71,7 +71,8 @@ async def _turn(http: aiohttp.ClientSession, base: str, session: str, n: int) ->
                             "agent_id": "support-agent"}
     if session:
         body["session_id"] = session
-    for _ in range(400):
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
         async with http.post(f"{base}/api/sdk/chat", json=body,
                              headers={"Authorization": f"Bearer {SECRET}"}) as resp:
             data = await resp.json()
