@@ -4,6 +4,7 @@ one numbering, one live registry, one ledger."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 import pytest
@@ -58,3 +59,32 @@ async def test_a_running_flow_message_holds_its_conversation(sb: Harness) -> Non
     reply = await message
     assert any("generated" in str(b.payload) for b in reply.blocks)
     assert sb.core.engine.live.get(s.conversation_id) is None
+
+
+async def test_a_chat_turn_the_store_refuses_is_stored_as_failed(
+        sb: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's commit: a refused commit leaves no turn running (the conversation
+    takes its next turn) and the client gets an internal error, not a hang."""
+    await sb.scripted_agent(reply="fine")
+    first = await sb.chat_once("one", agent="scripted")
+    store = sb.core.store
+    real = store.commit_turn
+    calls = 0
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk on fire")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit_turn", broken)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await sb.chat_once("two", agent="scripted", conversation_id=first.conversation_id)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    monkeypatch.undo()
+    last = await store.last_turn(sb.org_id, first.conversation_id)
+    assert last is not None and last.status == "failed"
+    third = await sb.chat_once("three", agent="scripted",
+                               conversation_id=first.conversation_id)
+    assert third.completed.text == "fine"
