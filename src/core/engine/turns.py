@@ -1,11 +1,13 @@
 """The turn engine: from a `TurnRequest` to a stored reply, as a stream of events.
 
-`start_turn` checks the request, resolves organisation, agent and conversation, writes
-the user message and the turn row, and starts the turn in its own task; callers follow
-the returned `LiveTurn`. The task runs the agent loop, and when it ends (completed,
-interrupted, stopped, cancelled, failed) it stores the transcript and every event in one
-transaction *before* publishing the terminal event, so a client that saw `completed`
-can always read the reply back.
+`start_turn` checks the request, resolves organisation, agent and conversation, and
+begins the turn through the turn pipeline (`core.engine.pipeline`: admission, the
+store's claim on the conversation, the live registry), then runs it in its own task;
+callers follow the returned `LiveTurn`. The task runs the agent loop, and when it ends
+(completed, interrupted, stopped, cancelled, failed) the pipeline stores the transcript
+and every event in one transaction *before* publishing the terminal event, so a client
+that saw `completed` can always read the reply back. Flow messages use the same pipeline
+(`core.flows.engine`).
 """
 
 from __future__ import annotations
