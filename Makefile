@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/switchboard serve --demo
 
-## test: set up everything and run the whole test suite
+## test: set up everything and run the whole test suite (the shim reaching the core in
+## process, as `switchboard serve` does), then the shim suite again over real gRPC
 test: setup node-deps
 	$(BIN)/python scripts/gen_proto.py --check
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/shim --transport grpc -q --ignore=tests/shim/test_schemathesis.py
 
 ## node-deps: the independent Node clients used by interop tests (skipped without npm)
 node-deps:

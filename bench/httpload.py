@@ -6,8 +6,9 @@ Three reply shapes:
 - `sse`: Server-Sent Events; `messages` counts text events (`is_text(data)`), a stream
   that does not end with `data: [DONE]` counts as `STREAM_ERROR`;
 - `text`: Halo's chunked text stream; `messages` counts HTTP chunks of text (not the
-  `\\x1E`-framed action records), a stream without its final `__ACTIONS__` record counts
-  as `STREAM_ERROR`.
+  `\\x1E`-framed action records), or with `count_text` what it counts in each chunk
+  (the shim writes a burst of deltas as one chunk, so a chunk can hold many); a stream
+  without its final `__ACTIONS__` record counts as `STREAM_ERROR`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ async def run_http(
     total: int = 0,
     duration: float = 0.0,
     is_text: Callable[[str], bool] | None = None,
+    count_text: Callable[[bytes], int] | None = None,
     name: str = "",
 ) -> Report:
     """POSTs `body(n)` to `url` with `concurrency` workers for `duration` seconds (or
@@ -75,7 +77,7 @@ async def run_http(
                 elif mode == "sse":
                     if not await _read_sse(resp, start, report, is_text):
                         status = "STREAM_ERROR"
-                elif not await _read_text(resp, start, report):
+                elif not await _read_text(resp, start, report, count_text):
                     status = "STREAM_ERROR"
         except (TimeoutError, aiohttp.ClientError) as exc:
             status = "CONNECTION_ERROR"
@@ -113,13 +115,19 @@ async def _read_sse(resp: aiohttp.ClientResponse, start: float, report: Report,
     return False
 
 
-async def _read_text(resp: aiohttp.ClientResponse, start: float, report: Report) -> bool:
+async def _read_text(resp: aiohttp.ClientResponse, start: float, report: Report,
+                     count_text: Callable[[bytes], int] | None = None) -> bool:
     seen_first = False
     finished = False
-    head = b""  # the start of the HTTP chunk being read (a chunk may arrive in pieces)
+    # The HTTP chunk being read (a chunk may arrive in pieces): its start only, unless
+    # its text is counted.
+    head = b""
+    keep = len(FINAL_RECORD)
     async for data, end_of_chunk in resp.content.iter_chunks():
-        if len(head) < len(FINAL_RECORD):
-            head += data[:len(FINAL_RECORD)]
+        if count_text is not None:
+            head += data
+        elif len(head) < keep:
+            head += data[:keep]
         if not end_of_chunk:
             continue
         chunk, head = head, b""
@@ -128,7 +136,7 @@ async def _read_text(resp: aiohttp.ClientResponse, start: float, report: Report)
         if chunk.startswith(RECORD_SEPARATOR):
             finished = finished or chunk.startswith(FINAL_RECORD)
             continue
-        report.messages += 1
+        report.messages += 1 if count_text is None else count_text(chunk)
         if not seen_first:
             report.first.append(time.perf_counter() - start)
             seen_first = True

@@ -4,10 +4,11 @@ Every figure is a ratio against a bare baseline measured in the same run, on the
 machine, by the same load tool, because absolute numbers on shared machines drift:
 
 1. core `Chat` turns/s (scripted agent, zero delay, SQLite with its default durability)
-   vs a bare grpc.aio unary echo of the same service (bench.baselines);
+   vs a bare grpc.aio unary echo of the same service (bench.baselines); 1b. the same with
+   a 100-delta reply vs row 1;
 2. core `StreamChat` text deltas/s (100-delta replies) vs a bare grpc.aio unary-stream echo;
 3. shim REST `/api/sdk/chat` requests/s vs direct gRPC `Chat` on the same core;
-4. shim SSE text events/s (slug, aibot) and Halo text-stream chunks/s vs direct gRPC
+4. shim SSE text events/s (slug, aibot) and Halo text-stream deltas/s vs direct gRPC
    `StreamChat` deltas/s on the same core;
 5. time to the first token at 100 concurrent streams of an agent paced like a model (20
    tokens 100 ms apart), shim (slug SSE) vs direct gRPC: what the shim adds at p50 and p99;
@@ -18,7 +19,7 @@ The servers run in their own processes (`python -m bench.server`); with two or m
 the servers and this process (the load generator) are pinned to different cores (taskset,
 else sched_setaffinity). `--tiny` runs everything at a toy size (the smoke test);
 `--json FILE` also writes the results; `--profile DIR` samples the core process with
-py-spy during rows 1 and 4 and prints its top costs (py-spy is not a dependency).
+py-spy during rows 1, 1b and 4a and prints its top costs (py-spy is not a dependency).
 """
 
 from __future__ import annotations
@@ -231,15 +232,23 @@ async def grpc_load(name: str, host: str, sizes: Sizes, *, concurrency: int | No
 
 async def http_load(url: str, body: Callable[[int], dict[str, Any]], sizes: Sizes, *,
                     mode: httpload.Mode, concurrency: int | None = None,
-                    is_text: Callable[[str], bool] | None = None) -> Report:
+                    is_text: Callable[[str], bool] | None = None,
+                    count_text: Callable[[bytes], int] | None = None) -> Report:
     headers = {"Authorization": f"Bearer {SECRET}"}
     if mode == "sse":
         headers["Accept"] = "text/event-stream"
     c = concurrency or sizes.concurrency
     await httpload.run_http(url, body, headers, mode=mode, concurrency=c,
-                            duration=sizes.warmup, is_text=is_text)
+                            duration=sizes.warmup, is_text=is_text, count_text=count_text)
     return await httpload.run_http(url, body, headers, mode=mode, concurrency=c,
-                                   duration=sizes.duration, is_text=is_text, name=url)
+                                   duration=sizes.duration, is_text=is_text,
+                                   count_text=count_text, name=url)
+
+
+def _halo_deltas(chunk: bytes) -> int:
+    # bench-stream's reply is " tok" 100 times, one delta each; the shim writes a burst
+    # of deltas as one chunk, so count them rather than chunks.
+    return chunk.count(b" tok")
 
 
 def _slug_text(data: str) -> bool:
@@ -320,6 +329,8 @@ def environment(pinning: Pinning, sizes: Sizes) -> dict[str, Any]:
         "pinning": pinning.how,
         # The core's default (durable transcripts); bench.server inherits the variable.
         "sqlite_synchronous": os.environ.get("SWITCHBOARD_SQLITE_SYNCHRONOUS") or "FULL",
+        # How the bench core's shim reaches it (bench.server inherits the variable).
+        "shim_transport": os.environ.get("SWITCHBOARD_BENCH_SHIM_TRANSPORT") or "inprocess",
         "sizes": asdict(sizes),
     }
 
@@ -389,16 +400,32 @@ async def measure(sizes: Sizes, pinning: Pinning, workdir: Path,
             mode="sse", is_text=_aibot_text))
         halo, halo_cpu = await metered(core, http_load(
             f"{core.http_base}/api/sdk/chat/stream",
-            lambda n: {"message": f"stream {n}", "agent_id": stream_agent}, sizes, mode="text"))
+            lambda n: {"message": f"stream {n}", "agent_id": stream_agent}, sizes, mode="text",
+            count_text=_halo_deltas))
         for key, what, report, unit, cpu in (
             ("4a", "shim slug SSE text events/s", slug, "events/s", slug_cpu),
             ("4b", "shim aibot SSE text events/s", aibot, "events/s", aibot_cpu),
-            ("4c", "shim Halo text-stream chunks/s", halo, "chunks/s", halo_cpu),
+            ("4c", "shim Halo text-stream deltas/s", halo, "deltas/s", halo_cpu),
         ):
             add(Row(key, f"{what} (c={c})", _rate(report, unit, messages=True), grpc_deltas,
                     _ratio(report.messages_per_s, stream.messages_per_s, report.ok > 0),
                     note(_errors(report), str(cpu)),
                     {"switchboard": report.to_dict(), "cpu": asdict(cpu)}))
+        # 1b. unary turns whose reply is 100 text deltas (what a turn's deltas cost). Run
+        # after rows 2-4, so its 100-event turns do not grow the database under row 3,
+        # against row 1's load re-run just before it (same database, same moment).
+        chat_again, _ = await metered(core, grpc_load("chat.json", core.grpc_target, sizes))
+        with _profiled(profile_dir, "chat100", core.pid, sizes.duration + sizes.warmup):
+            chat100, chat100_cpu = await metered(core, grpc_load(
+                "chat.json", core.grpc_target, sizes, agent="bench-stream"))
+        row1b = Row("1b", f"core Chat turns/s, 100-delta reply (c={c})",
+                    _rate(chat100, "turns/s"), f"row 1 again {_rate(chat_again, 'turns/s')}",
+                    _ratio(chat100.rps, chat_again.rps, chat100.ok > 0),
+                    note(_errors(chat100, chat_again), str(chat100_cpu)),
+                    {"switchboard": chat100.to_dict(), "baseline": chat_again.to_dict(),
+                     "cpu": asdict(chat100_cpu)})
+        rows.insert(1, row1b)
+        emit(row1b)
         # 5. time to first token at 100 concurrent streams of a model-paced agent
         n = sizes.ttft_streams
         g5 = await grpc_load("stream_chat.json", core.grpc_target, sizes, concurrency=n,
@@ -573,7 +600,7 @@ async def main_async(ns: argparse.Namespace) -> int:
         f"protobuf {env['protobuf']}; {env['cores']} cores ({env['cpu']}); {env['pinning']}",
         f"{sizes.duration:g} s per measurement after {sizes.warmup:g} s warm-up; load tool "
         "bench.loadtool / bench.httpload (Python, one process); SQLite WAL, synchronous="
-        f"{env['sqlite_synchronous']}",
+        f"{env['sqlite_synchronous']}; shim to core: {env['shim_transport']}",
         "ratio = switchboard / baseline (higher is better, except rows 5 and 6); CPU = share "
         "of one core the server and the load generator used while measuring",
     ]
@@ -596,7 +623,7 @@ async def main_async(ns: argparse.Namespace) -> int:
     print(render(rows, []).lstrip("\n"))
     print(f"\ncompleted in {time.perf_counter() - started:.0f} s")
     if ns.profile:
-        for name in ("chat", "slug_sse"):
+        for name in ("chat", "chat100", "slug_sse"):
             path = ns.profile / f"{name}.txt"
             print(f"\nprofile of the core during {name} ({path}):")
             print("\n".join(top_costs(path)) if path.exists() and path.stat().st_size

@@ -1,7 +1,7 @@
 """The benchmark's server process: `python -m bench.server core|echo`.
 
 `core` runs Switchboard as `switchboard serve` does (core and shim on one event loop, the
-shim reaching the core over a real gRPC channel, SQLite with its default durability) with
+shim reaching the core through its in-process channel, SQLite with its default durability) with
 the demo organisation seeded, the agents of bench/agents/ applied, and the demo key's rate
 limits lifted (a benchmark measures throughput, not the limiter). `echo` runs the bare
 grpc.aio baseline of bench.baselines and its bare aiohttp idle-SSE handler.
@@ -40,8 +40,8 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-async def _serve_core(database: str, max_rpcs: int, grpc_port: int,
-                      http_port: int) -> tuple[dict[str, Any], Any]:
+async def _serve_core(database: str, max_rpcs: int, grpc_port: int, http_port: int,
+                      shim_transport: str = "inprocess") -> tuple[dict[str, Any], Any]:
     from core.agents.definition import load_agent_file
     from core.config import CoreConfig
     from core.demo.seed import seed_demo
@@ -53,7 +53,8 @@ async def _serve_core(database: str, max_rpcs: int, grpc_port: int,
     config = CoreConfig(port=grpc_port, database=database,
                         engine=EngineConfig(detach_grace_s=0.0), max_concurrent_rpcs=max_rpcs)
     core = CoreServer(config)
-    running = await start(config, ServeOptions(http_port=http_port), core=core)
+    options = ServeOptions(http_port=http_port, in_process=shim_transport == "inprocess")
+    running = await start(config, options, core=core)
     store = core.store
     org_id = await seed_demo(store, core.auth, core.agents, core.ids, core.clock)
     org = await store.get_org(org_id)
@@ -90,7 +91,8 @@ async def _serve_echo(deltas: int) -> tuple[dict[str, Any], Any]:
 
 async def main_async(ns: argparse.Namespace) -> None:
     if ns.kind == "core":
-        info, stop = await _serve_core(ns.database, ns.max_rpcs, ns.grpc_port, ns.http_port)
+        info, stop = await _serve_core(ns.database, ns.max_rpcs, ns.grpc_port, ns.http_port,
+                                       ns.shim_transport)
     else:
         info, stop = await _serve_echo(ns.deltas)
     info["pid"] = os.getpid()
@@ -114,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=0, help="core port (0: any free)")
     parser.add_argument("--http-port", type=int, default=0, help="shim port (0: any free)")
     parser.add_argument("--deltas", type=int, default=100, help="echo StreamChat deltas")
+    parser.add_argument("--shim-transport", choices=("inprocess", "grpc"),
+                        default=os.environ.get("SWITCHBOARD_BENCH_SHIM_TRANSPORT", "inprocess"),
+                        help="how the shim reaches the core (grpc: as with --role shim; "
+                        "default $SWITCHBOARD_BENCH_SHIM_TRANSPORT or inprocess)")
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     raise_fd_limit()

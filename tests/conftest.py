@@ -5,7 +5,33 @@ from pathlib import Path
 
 import pytest
 
+import harness as harness_module
+from core import http_pool
 from harness import Harness
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--transport", choices=harness_module.TRANSPORTS, default=None,
+                     help="how the shim reaches the core in tests (default: inprocess, or "
+                          "$SWITCHBOARD_TEST_TRANSPORT)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = config.getoption("--transport")
+    if chosen:
+        harness_module.TRANSPORT = chosen
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"shim transport: {harness_module.TRANSPORT}"
+
+
+@pytest.fixture(autouse=True)
+async def _close_http_pool() -> AsyncIterator[None]:
+    """A test that calls out without a core (webhook tools alone) closes the process's
+    pooled HTTP session on its own event loop; a core closes it when it stops."""
+    yield
+    await http_pool.close()
 
 
 @pytest.fixture

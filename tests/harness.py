@@ -6,6 +6,7 @@ SQLite file in the test's temporary directory; the demo organisation is seeded.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -27,14 +28,22 @@ from switchboard.v1 import chat_pb2, chat_pb2_grpc
 SECRET = DEMO_SECRET_KEY
 WIDGET = DEMO_WIDGET_KEY
 
+# How the shim reaches the core: "inprocess" (what `switchboard serve` does) or "grpc" (a
+# real channel over loopback, as with `--role shim`). Set by `pytest --transport` or the
+# SWITCHBOARD_TEST_TRANSPORT environment variable; `make test` runs the shim suite on both.
+TRANSPORTS = ("inprocess", "grpc")
+TRANSPORT = os.environ.get("SWITCHBOARD_TEST_TRANSPORT", "inprocess")
+
 
 def auth(key: str = SECRET) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {key}")]
 
 
 class Harness:
-    def __init__(self, running: Running, org_id: str, database: str) -> None:
+    def __init__(self, running: Running, org_id: str, database: str,
+                 transport: str = "inprocess") -> None:
         self.running = running
+        self.transport = transport
         self.org_id = org_id
         self.database = database
         core = running.core
@@ -62,18 +71,26 @@ class Harness:
         engine: EngineConfig | None = None,
         database: str | None = None,
         services: tuple[ServiceRegistrar, ...] = (),
-        knowledge_root: Path | None = None,
+        transport: str | None = None,
+        **config_changes: Any,
     ) -> Harness:
         database = database or str(tmp_path / "switchboard.db")
         config = CoreConfig(
-            port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0)
+            port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0),
+            **config_changes,
         )
-        if knowledge_root is not None:
-            config = replace(config, knowledge_root=knowledge_root)
         core = CoreServer(config, clock=clock, ids=ids, services=services)
-        running = await start(config, ServeOptions(http_port=0), core=core)
+        transport = transport or TRANSPORT
+        assert transport in TRANSPORTS, transport
+        options = ServeOptions(http_port=0, in_process=transport == "inprocess")
+        running = await start(config, options, core=core)
         org_id = await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
-        return cls(running, org_id, database)
+        return cls(running, org_id, database, transport)
+
+    def core_channel(self) -> Any:
+        """For a second shim on this core (`create_app(..., core_channel=...)`): the
+        in-process channel, or None (a real gRPC channel), as the harness's transport."""
+        return self.core.channel() if self.transport == "inprocess" else None
 
     async def apply_agent(self, source: str | dict[str, Any]) -> str:
         """Create or update an agent of the demo organisation; returns its id."""

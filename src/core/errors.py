@@ -77,6 +77,8 @@ class Reason(enum.StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     PROVIDER_ERROR = "provider_error"
     SHUTTING_DOWN = "shutting_down"
+    STORE_UNAVAILABLE = "store_unavailable"
+    TURN_INCOMPLETE = "turn_incomplete"
     CANCELLED = "cancelled"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     INTERNAL = "internal"

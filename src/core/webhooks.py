@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 
-from core import limits
+from core import http_pool, limits
 from core.tool_run import ToolContext, ToolRun
 
 log = logging.getLogger("switchboard.webhooks")
@@ -147,11 +147,11 @@ async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float
     # answer cannot hold the turn longer than the configured timeout.
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+        # The process's pooled session: kept-alive connections, no cookie jar.
+        async with http_pool.session().post(
             # No redirects: the signed body must not be replayed to another host.
-            session.post(url, data=body, headers=headers, allow_redirects=False) as response,
-        ):
+            url, data=body, headers=headers, allow_redirects=False, timeout=timeout,
+        ) as response:
             raw = await _read_capped(response, limits.MAX_WEBHOOK_RESPONSE_BYTES)
             status = response.status
     except TimeoutError as exc:

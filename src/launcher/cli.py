@@ -127,11 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format=LOG_FORMAT)
     try:
         if ns.command == "serve":
-            from launcher.serve import ServeOptions, serve_forever
+            from launcher.serve import ServeOptions, StartError, serve_forever
 
             options = ServeOptions(role=ns.role, demo=ns.demo, http_host=ns.http_host,
                                    http_port=ns.http_port, core_target=ns.core)
-            asyncio.run(serve_forever(_config(ns), options))
+            try:
+                asyncio.run(serve_forever(_config(ns), options))
+            except StartError as exc:
+                print(f"switchboard: {exc}", file=sys.stderr)
+                return 1
             return 0
         if ns.command == "org":
             from launcher import orgs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from aiohttp import web
 from core.config import CoreConfig
 from core.demo.seed import seed_demo
 from core.grpcapi.server import CoreServer
+from core.store.failures import StoreUnavailable
 from shim.app import create_app
+from shim.malformed import ShimRunner
 
 log = logging.getLogger("switchboard")
 
@@ -24,6 +27,17 @@ class ServeOptions:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     core_target: str = ""  # for --role shim; default: the local core
+    # With both roles in one process the shim calls the core's handlers directly;
+    # False keeps a real gRPC channel over loopback (tests run both paths).
+    in_process: bool = True
+
+
+class StartError(Exception):
+    """Switchboard cannot start (a port, the database): said in one line, no traceback."""
+
+
+class ListenError(StartError):
+    """A port could not be bound (in use, not permitted)."""
 
 
 class Running:
@@ -50,7 +64,17 @@ async def start(config: CoreConfig, options: ServeOptions,
                 core: CoreServer | None = None) -> Running:
     if options.role in ("all", "core"):
         core = core or CoreServer(config)
-        await core.start()
+        try:
+            await core.start()
+        except OSError as exc:
+            await core.stop(grace_s=0)
+            raise ListenError(f"cannot listen for gRPC on {config.host}:{config.port}: "
+                              "the port is already in use or not permitted") from exc
+        except StoreUnavailable as exc:
+            with contextlib.suppress(Exception):
+                await core.stop(grace_s=0)
+            raise StartError(f"cannot start: the database {config.database} cannot be "
+                             f"written ({exc.cause})") from exc
         if options.demo:
             await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
             log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "
@@ -59,17 +83,25 @@ async def start(config: CoreConfig, options: ServeOptions,
     http_port = 0
     if options.role in ("all", "shim"):
         target = options.core_target or f"{config.host}:{core.port if core else config.port}"
-        app = create_app(target)
-        runner = web.AppRunner(app, access_log=logging.getLogger("switchboard.http"),
-                               shutdown_timeout=5.0)
+        channel = core.channel() if core is not None and options.in_process else None
+        app = create_app(target, core_channel=channel)
+        runner = ShimRunner(app, access_log=logging.getLogger("switchboard.http"),
+                            shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, options.http_host, options.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if core is not None and options.role == "all":
+                await core.stop(grace_s=0)
+            raise ListenError(f"cannot listen for HTTP on {options.http_host}:"
+                              f"{options.http_port}: {exc.strerror or exc}") from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         http_port = sockets[0].getsockname()[1] if sockets else options.http_port
-        log.info("shim listening on http://%s:%d (core at %s)", options.http_host, http_port,
-                 target)
+        log.info("shim listening on http://%s:%d (core %s)", options.http_host, http_port,
+                 "in process" if channel is not None else f"at {target}")
     return Running(core, runner, http_port)
 
 

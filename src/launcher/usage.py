@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from core.clock import SystemClock
 from core.config import CoreConfig
+from core.pricing import Pricing
 from core.store.factory import open_store
 from launcher.options import add_database_option
 
@@ -33,16 +34,30 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
             return 2
         since = SystemClock().now() - timedelta(days=max(1, ns.days))
         rows = await store.usage_report(org.id, since)
-        print(f"{'day':<12}{'model':<24}{'turns':>7}{'prompt':>10}{'completion':>12}"
-              f"{'cost (USD)':>16}")
-        total = 0
+        pricing = Pricing(store)
+        print(f"{'day':<12}{'model':<24}{'turns':>7}{'unpriced':>10}{'prompt':>10}"
+              f"{'completion':>12}{'cost (USD)':>16}")
+        total = unpriced_total = 0
+        unpriced_models: set[str] = set()
         for row in rows:
             total += int(row["cost_micros"] or 0)
+            # Turns that cost nothing because their model has no price (a price of 0 is
+            # a price): budgets do not see them.
+            unpriced = 0
+            if await pricing.lookup(org.id, row["model"] or "") is None:
+                unpriced = int(row.get("zero_cost_turns") or 0)
+            if unpriced:
+                unpriced_models.add(row["model"] or "-")
+            unpriced_total += unpriced
             print(f"{row['day']:<12}{(row['model'] or '-'):<24}{row['turns']:>7}"
-                  f"{row['prompt_tokens']:>10}{row['completion_tokens']:>12}"
+                  f"{unpriced:>10}{row['prompt_tokens']:>10}{row['completion_tokens']:>12}"
                   f"{_usd(int(row['cost_micros'] or 0)):>16}")
-        print(f"{'total':<12}{'':<24}{sum(r['turns'] for r in rows):>7}{'':>10}{'':>12}"
-              f"{_usd(total):>16}")
+        print(f"{'total':<12}{'':<24}{sum(r['turns'] for r in rows):>7}{unpriced_total:>10}"
+              f"{'':>10}{'':>12}{_usd(total):>16}")
+        if unpriced_total:
+            print(f"{unpriced_total} unpriced turns (no price for: "
+                  f"{', '.join(sorted(unpriced_models))}); add one with "
+                  "`switchboard prices set`")
         return 0
     finally:
         await store.close()

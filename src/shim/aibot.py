@@ -24,7 +24,7 @@ from aiohttp import web
 from google.protobuf import struct_pb2
 
 from core.ids import canonical_conversation_id
-from shim import cors, status_map
+from shim import cors, dialect_openapi, openapi, status_map
 from shim.common import (
     BadRequest,
     CoreCallError,
@@ -76,7 +76,7 @@ def error_body(error: CoreError) -> dict[str, Any]:
 def error_response(error: CoreError) -> web.Response:
     body = error_body(error)
     headers = {}
-    if body["status"] == 429 and error.retry_after_s is not None:
+    if body["status"] in (429, 503) and error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     return web.json_response(body, status=body["status"], headers=headers)
 
@@ -407,6 +407,7 @@ async def stop(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    openapi.add_paths(app, dialect_openapi.AIBOT_PATHS, dialect_openapi.AIBOT_COMPONENTS)
     app.router.add_post(PATH, send_message)
     app.router.add_post(STOP_PATH, stop)
     app.router.add_get(STREAM_PATH, resume)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -49,17 +50,20 @@ def default_dialects() -> list[Dialect]:
     return found
 
 
-def create_app(core_target: str, dialects: Sequence[Dialect] | None = None) -> web.Application:
+def create_app(core_target: str, dialects: Sequence[Dialect] | None = None, *,
+               core_channel: Any = None) -> web.Application:
+    """The shim, reaching the core at `core_target` over gRPC, or through `core_channel`
+    (a core's in-process channel) when given."""
     app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for setup in default_dialects() if dialects is None else dialects:
         setup(app)
 
-    async def core_channel(app: web.Application):  # type: ignore[no-untyped-def]
-        app[CORE] = CoreClient(core_target)
+    async def core_client(app: web.Application):  # type: ignore[no-untyped-def]
+        app[CORE] = CoreClient(core_target, core_channel)
         yield
         await app[CORE].close()
 
-    app.cleanup_ctx.append(core_channel)
+    app.cleanup_ctx.append(core_client)
     return app

@@ -3,6 +3,7 @@ core errors into dialect envelopes without ever leaking a stack trace."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,16 +96,101 @@ class CoreCallError(Exception):
         self.error = error
 
 
-class TurnStream:
-    """A streaming turn. `first()` waits for the first event so errors raised before any
-    output (bad key, unknown agent, limits) surface while the dialect can still pick a
-    status code; iterating yields the remaining events. Closing cancels the gRPC call,
-    which detaches the client from the turn."""
+class _Pump:
+    """A grpc.aio response stream read by one task into a buffer, so a reader can take
+    every event already received at once and wait without a task per event (the shape
+    of an in-process call, `core.grpcapi.inprocess.UnaryStreamCall`)."""
 
     def __init__(self, call: Any) -> None:
         self._call = call
-        self._iter = call.__aiter__()
-        self._first: events_pb2.ChatEvent | None = None
+        self._buffer: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False
+        self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for reply in self._call:
+                self._buffer.append(reply)
+                self._wake()
+        except asyncio.CancelledError:
+            # grpc.aio raises it from a call that was cancelled (close()).
+            self._error = asyncio.CancelledError()
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._ended = True
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def take_ready(self) -> list[Any]:
+        self._start()
+        items, self._buffer = self._buffer, []
+        return items
+
+    def ready(self) -> asyncio.Future[None]:
+        self._start()
+        loop = asyncio.get_running_loop()
+        if self._buffer or self._ended:
+            done = loop.create_future()
+            done.set_result(None)
+            return done
+        if self._waiter is None or self._waiter.done():
+            self._waiter = loop.create_future()
+        return self._waiter
+
+    @property
+    def finished(self) -> bool:
+        return self._ended and not self._buffer
+
+    def raise_for_status(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self) -> bool:
+        cancelled = bool(self._call.cancel())
+        if self._task is None:
+            self._ended = True
+            self._error = asyncio.CancelledError()
+        return cancelled
+
+
+class Wake:
+    """Something besides the core that may wake a reader waiting for events (the SSE
+    heartbeat timer): `pending` says it has something to report, `waiter` is the future
+    the reader waits on while it does."""
+
+    pending = False
+    waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        self.pending = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class TurnStream:
+    """A streaming turn. `first()` waits for the first event so errors raised before any
+    output (bad key, unknown agent, limits) surface while the dialect can still pick a
+    status code; `events()` yields the remaining events and `batch()` takes every event
+    already received at once (a reader that fell behind writes them together). Closing
+    cancels the core call, which detaches the client from the turn."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        # An in-process call buffers on its own; a grpc.aio call gets a reading task.
+        self._source: Any = call if hasattr(call, "take_ready") else _Pump(call)
+        self._pending: list[events_pb2.ChatEvent] = []
 
     async def first(self) -> events_pb2.ChatEvent:
         first = await self.first_or_none()
@@ -115,25 +201,49 @@ class TurnStream:
     async def first_or_none(self) -> events_pb2.ChatEvent | None:
         """Like `first()`, but None when the stream has no event at all (a resumed stream
         with nothing left to replay)."""
-        try:
-            reply = await self._iter.__anext__()
-        except grpc.aio.AioRpcError as exc:
-            raise CoreCallError(decode_error(exc)) from None
-        except StopAsyncIteration:
+        batch = await self.batch()
+        if batch is None:
             return None
-        self._first = reply.event
-        return self._first
+        self._pending = batch[1:]
+        return batch[0]
+
+    async def batch(self, wake: Wake | None = None) -> list[events_pb2.ChatEvent] | None:
+        """Every event received and not yet read, waiting for at least one; None at the
+        end of the stream; [] when `wake` woke the reader first. A failed call raises
+        CoreCallError (a cancelled one, CancelledError, as grpc.aio does)."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            return pending
+        source = self._source
+        while True:
+            replies = source.take_ready()
+            if replies:
+                return [reply.event for reply in replies]
+            if source.finished:
+                try:
+                    source.raise_for_status()
+                except grpc.aio.AioRpcError as exc:
+                    raise CoreCallError(decode_error(exc)) from None
+                return None
+            if wake is not None and wake.pending:
+                return []
+            waiter = source.ready()
+            if wake is not None:
+                wake.waiter = waiter
+            try:
+                await waiter
+            finally:
+                if wake is not None:
+                    wake.waiter = None
 
     async def events(self) -> AsyncIterator[events_pb2.ChatEvent]:
         """The events after the first; a mid-stream failure raises CoreCallError."""
-        try:
-            async for reply in self._iter:
-                yield reply.event
-        except grpc.aio.AioRpcError as exc:
-            raise CoreCallError(decode_error(exc)) from None
+        while (batch := await self.batch()) is not None:
+            for event in batch:
+                yield event
 
     def close(self) -> None:
-        self._call.cancel()
+        self._source.cancel()
 
 
 def stream_chat(request: web.Request, turn: chat_pb2.TurnInput) -> TurnStream:

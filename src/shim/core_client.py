@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -46,7 +46,12 @@ def decode_error(exc: grpc.aio.AioRpcError) -> CoreError:
     reason = ""
     metadata: dict[str, str] = {}
     retry_after: float | None = None
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except (ValueError, DecodeError):
+        # Details that do not parse or disagree with the call's code: keep the code, so
+        # the error is still mapped to its class (never a 500 for the core's 4xx).
+        status = None
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -63,9 +68,14 @@ def decode_error(exc: grpc.aio.AioRpcError) -> CoreError:
 
 
 class CoreClient:
-    def __init__(self, target: str) -> None:
+    """Stubs of the core's services on one channel: a gRPC channel to `target`, or, for a
+    core in the same process, its in-process channel (`CoreServer.channel()`), which the
+    same stubs use without HTTP/2 (see core.grpcapi.inprocess)."""
+
+    def __init__(self, target: str, channel: Any = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(
+        self.in_process = channel is not None
+        self.channel = channel if channel is not None else grpc.aio.insecure_channel(
             target,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -116,7 +116,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        # Sorted: a Struct's map order differs between processes, and a replay (after a
+        # restart, on another shim) must be byte-identical to the original.
+        return {k: _plain(value[k]) for k in sorted(value)}
     return value
 
 

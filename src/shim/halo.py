@@ -13,7 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from core.ids import canonical_conversation_id
 from shim import cors, openapi
@@ -118,7 +118,11 @@ async def _serve_stream(request: web.Request, stream: TurnStream, first: events_
             "X-Agent-Id": first.turn_started.agent_id,
         },
     )
-    response.enable_chunked_encoding()
+    if request.version >= HttpVersion11:
+        response.enable_chunked_encoding()
+    # HTTP/1.0 (nginx's default upstream protocol) has no chunked encoding: the body is
+    # delimited by closing the connection, which aiohttp does for a response without a
+    # length on a 1.0 request.
     writer = _Writer(response, skip)
     watch = _DisconnectWatch(request, stream)
     try:
@@ -146,6 +150,26 @@ class _Writer:
     def __init__(self, response: web.StreamResponse, skip: int = 0) -> None:
         self._response = response
         self._skip = skip
+        self._held: list[bytes] | None = None
+
+    def hold(self) -> None:
+        """Collect writes until `flush()` (a batch of events becomes one chunk)."""
+        if self._held is None:
+            self._held = []
+
+    async def flush(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            await self._response.write(b"".join(held))
+
+    async def write_record(self, text: str) -> None:
+        """An action record starts a chunk of its own (after any text held before it),
+        so clients that look for records at chunk starts still find them."""
+        holding = self._held is not None
+        await self.flush()
+        await self.write(text)
+        if holding:
+            self.hold()
 
     async def write(self, text: str) -> None:
         data = text.encode("utf-8")
@@ -154,7 +178,11 @@ class _Writer:
                 self._skip -= len(data)
                 return
             data, self._skip = data[self._skip:], 0
-        if data:
+        if not data:
+            return
+        if self._held is not None:
+            self._held.append(data)
+        else:
             await self._response.write(data)
 
 
@@ -165,28 +193,28 @@ class _DisconnectWatch:
     def __init__(self, request: web.Request, stream: TurnStream) -> None:
         self._request = request
         self._stream = stream
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.disconnected = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._check()
 
-    async def _run(self) -> None:
+    def _check(self) -> None:
         # aiohttp has no "connection lost" callback for handlers that are not cancelled
-        # on disconnect (its default), so poll the transport.
-        while True:
-            transport = self._request.transport
-            if transport is None or transport.is_closing():
-                break
-            await asyncio.sleep(DISCONNECT_POLL_S)
-        self.disconnected = True
-        self._stream.close()
+        # on disconnect (its default), so poll the transport: a timer, not a task, per
+        # stream.
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            self._timer = None
+            self.disconnected = True
+            self._stream.close()
+            return
+        self._timer = asyncio.get_running_loop().call_later(DISCONNECT_POLL_S, self._check)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class _StreamFailed(Exception):
@@ -216,22 +244,29 @@ async def _relay(stream: TurnStream, writer: _Writer, watch: _DisconnectWatch) -
 async def _relay_events(stream: TurnStream, writer: _Writer) -> None:
     actions: list[dict[str, Any]] = []
     try:
-        async for event in stream.events():
-            kind = event.WhichOneof("kind")
-            if kind == "text_delta":
-                if event.text_delta.text:
-                    await writer.write(stream_text(event.text_delta.text))
-            elif kind == "action":
-                actions.append(action_json(event.action))
-                await writer.write(action_record(event.action))
-            elif kind == "error":
-                raise _StreamFailed(_stream_error(event.error))
-            elif kind in ("completed", "interrupt"):
-                if kind == "completed":
-                    # The completed event carries the authoritative list.
-                    actions = [action_json(a) for a in event.completed.actions]
-                await writer.write(actions_record(actions))
-                return
+        # The text of every event already received goes out as one chunk (a reader that
+        # fell behind catches up in one write); the bytes are the same as event by event.
+        while (batch := await stream.batch()) is not None:
+            writer.hold()
+            try:
+                for event in batch:
+                    kind = event.WhichOneof("kind")
+                    if kind == "text_delta":
+                        if event.text_delta.text:
+                            await writer.write(stream_text(event.text_delta.text))
+                    elif kind == "action":
+                        actions.append(action_json(event.action))
+                        await writer.write_record(action_record(event.action))
+                    elif kind == "error":
+                        raise _StreamFailed(_stream_error(event.error))
+                    elif kind in ("completed", "interrupt"):
+                        if kind == "completed":
+                            # The completed event carries the authoritative list.
+                            actions = [action_json(a) for a in event.completed.actions]
+                        await writer.write_record(actions_record(actions))
+                        return
+            finally:
+                await writer.flush()
     except CoreCallError as exc:
         raise _StreamFailed(exc.error) from None
     # The core ended the stream without a terminal event: report it as a failure.
@@ -304,6 +339,11 @@ async def resume(request: web.Request) -> web.StreamResponse:
         stream.close()
         return error_response(CoreError("NOT_FOUND", "conversation_not_found",
                                         "This session has no turn to resume."))
+    if first.HasField("error"):
+        # Only an error stored without its turn's events: a turn a crash cut short
+        # (`turn_incomplete`). Said as such, never as a complete (empty) answer.
+        stream.close()
+        return error_response(_stream_error(first.error))
     return await _serve_stream(request, stream, first, skip)
 
 

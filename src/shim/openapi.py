@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from shim import cors
+from shim.dialect_openapi import OPS_PATHS
 
 OPENAPI_VERSION = "3.1.0"
 API_TITLE = "Switchboard public chat API"
@@ -80,5 +81,6 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    add_paths(app, OPS_PATHS)
     app.router.add_get("/openapi.json", openapi_json)
     cors.allow(app, "/openapi.json", methods=(hdrs.METH_GET,))

@@ -21,7 +21,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from core.ids import canonical_conversation_id
-from shim import status_map
+from shim import dialect_openapi, openapi, status_map
 from shim.common import (
     BadRequest,
     CoreCallError,
@@ -287,6 +287,7 @@ async def handle_stop(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    openapi.add_paths(app, dialect_openapi.SLUG_PATHS, dialect_openapi.SLUG_COMPONENTS)
     for path in ROUTES:
         app.router.add_post(path, handle_chat)
         app.router.add_post(path + STOP_SUFFIX, handle_stop)

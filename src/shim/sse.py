@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Final, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
 
 from aiohttp import web
 
-from shim.common import CoreCallError, TurnStream
+from shim.common import CoreCallError, TurnStream, Wake
 from shim.core_client import CoreError
 from switchboard.v1 import events_pb2
 
@@ -37,18 +37,6 @@ SSE_HEADERS: Final[Mapping[str, str]] = {
     "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
     "Connection": "keep-alive",
 }
-
-T = TypeVar("T")
-
-
-class Idle:
-    """Yielded by `with_heartbeats` when the stream has been idle for the interval."""
-
-    __slots__ = ()
-
-
-IDLE: Final = Idle()
-
 
 class ClientGone(Exception):
     """The client closed the connection; the dialect stops relaying (and closing its core
@@ -88,6 +76,8 @@ class EventStream:
     def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
         self.request = request
         self.response = response
+        self.last_seq = 0  # of the last event handed to the dialect's render
+        self._held: list[bytes] | None = None
 
     @classmethod
     async def open(
@@ -101,7 +91,20 @@ class EventStream:
             raise ClientGone() from exc
         return cls(request, response)
 
+    def hold(self) -> None:
+        """Collect writes until `flush()` (a batch of events becomes one write)."""
+        if self._held is None:
+            self._held = []
+
+    async def flush(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            await self._write(b"".join(held))
+
     async def _write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+            return
         if client_gone(self.request):
             raise ClientGone()
         try:
@@ -122,43 +125,75 @@ class EventStream:
             await self.response.write_eof()
 
 
-async def with_heartbeats(
-    request: web.Request, source: AsyncIterator[T], interval_s: float
-) -> AsyncGenerator[T | Idle, None]:
-    """The items of `source`, with `IDLE` whenever nothing came for `interval_s`.
+class Heartbeat(Wake):
+    """The idle heartbeat and disconnect check of one stream, on one timer.
 
-    The pending read is never cancelled by a timeout (that would tear down the source);
-    it is cancelled only when the consumer stops or the client is gone (`ClientGone`)."""
-    iterator = aiter(source)
-    pending: asyncio.Future[T] | None = None
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-                idle_since = loop.time()
-            wait = min(DISCONNECT_POLL_S, max(0.0, idle_since + interval_s - loop.time()))
-            done, _ = await asyncio.wait({pending}, timeout=wait)
-            if done:
-                task, pending = pending, None
-                try:
-                    item = task.result()
-                except StopAsyncIteration:
-                    return
-                yield item
-                continue
-            if client_gone(request):
+    The timer is armed once and re-armed only when it fires (every `DISCONNECT_POLL_S`
+    at most), never per event: an event only records the time (`touch`). When it fires
+    and the stream has been idle for the interval, or the client is gone, it wakes the
+    reader waiting in `TurnStream.batch`."""
+
+    def __init__(self, request: web.Request, interval_s: float) -> None:
+        self._request = request
+        self._interval = interval_s
+        self._loop = asyncio.get_running_loop()
+        self.last = self._loop.time()
+        self.idle = False
+        self.gone = False
+        self._handle = self._loop.call_at(self._next(self.last), self._fire)
+
+    def _next(self, now: float) -> float:
+        return min(self.last + self._interval, now + DISCONNECT_POLL_S)
+
+    def touch(self) -> None:
+        """Events went out: the stream is not idle (a heartbeat due is dropped)."""
+        self.last = self._loop.time()
+        if not self.gone:
+            self.pending = self.idle = False
+
+    def _fire(self) -> None:
+        now = self._loop.time()
+        if client_gone(self._request):
+            self.gone = True
+            self.wake()
+            return
+        if now - self.last >= self._interval:
+            self.last = now
+            self.idle = True
+            self.wake()
+        self._handle = self._loop.call_at(self._next(now), self._fire)
+
+    def take(self) -> None:
+        """The reader handled what woke it."""
+        self.pending = self.idle = False
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+async def _relay_batches(call: TurnStream, stream: EventStream, render: Render,
+                         heartbeat: Heartbeat) -> None:
+    """Relay until an event ends the stream. Every event already received is rendered
+    into one write: a client that fell behind gets the backlog in one go."""
+    while True:
+        batch = await call.batch(heartbeat)
+        if batch is None:
+            return
+        if not batch:
+            if heartbeat.gone:
                 raise ClientGone()
-            if loop.time() - idle_since >= interval_s:
-                idle_since = loop.time()
-                yield IDLE
-    finally:
-        if pending is not None:
-            if not pending.done():
-                pending.cancel()
-                await asyncio.wait({pending})  # unlike `await`, never raises its outcome
-            if not pending.cancelled():
-                pending.exception()  # retrieved, so it is not logged as never retrieved
+            heartbeat.take()
+            await stream.ping()
+            continue
+        heartbeat.touch()
+        stream.hold()
+        try:
+            for item in batch:
+                stream.last_seq = item.seq
+                if await render(stream, item):
+                    return
+        finally:
+            await stream.flush()
 
 
 # Writes one core event in the dialect's form; True when the event ends the stream.
@@ -185,22 +220,16 @@ async def relay(
     except ClientGone:
         call.close()
         return web.Response(status=499)
-    last_seq = first.seq
+    stream.last_seq = first.seq
     try:
         if not await render(stream, first):
+            heartbeat = Heartbeat(request, heartbeat_interval(request.app))
             try:
-                async with contextlib.aclosing(
-                    with_heartbeats(request, call.events(), heartbeat_interval(request.app))
-                ) as items:
-                    async for item in items:
-                        if isinstance(item, Idle):
-                            await stream.ping()
-                            continue
-                        last_seq = item.seq
-                        if await render(stream, item):
-                            break
+                await _relay_batches(call, stream, render, heartbeat)
             except CoreCallError as exc:
-                await render_error(stream, exc.error, last_seq)
+                await render_error(stream, exc.error, stream.last_seq)
+            finally:
+                heartbeat.cancel()
         await stream.close()
     except ClientGone:
         log.info("%s %s: client left mid-stream", request.method, request.path)

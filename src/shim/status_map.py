@@ -121,6 +121,8 @@ GENERIC: Final = ErrorTable(
         "internal": (500, "internal_error"),
         "provider_error": (503, "provider_error"),
         "shutting_down": (503, "unavailable"),
+        "store_unavailable": (503, "unavailable"),
+        "turn_incomplete": (503, "incomplete"),
         "deadline_exceeded": (504, "timeout"),
     }),
     by_code=MappingProxyType({

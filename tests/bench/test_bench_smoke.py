@@ -28,7 +28,7 @@ GHZ_CONFIGS = ("chat.json", "stream_chat.json", "converse.json")
 # ghz's documented configuration keys (runner.Config json tags) that our files use.
 GHZ_KEYS = {"name", "host", "insecure", "protoset", "proto", "call", "total", "concurrency",
             "connections", "timeout", "duration", "data", "metadata"}
-ROW_KEYS = ["1", "2", "3", "4a", "4b", "4c", "5", "6"]
+ROW_KEYS = ["1", "1b", "2", "3", "4a", "4b", "4c", "5", "6"]
 
 
 @pytest.mark.parametrize("name", GHZ_CONFIGS)

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -239,7 +240,7 @@ async def test_streams_text_and_usage(fake: FakeOpenAI) -> None:
         TextChunk("Your"),
         TextChunk(" refund"),
         TextChunk(" is on its way \u2014 3\u20135 days."),
-        UsageReport(prompt_tokens=87, completion_tokens=12, model=SERVED_MODEL),
+        UsageReport(prompt_tokens=87, completion_tokens=12, model=MODEL),
     ]
     assert provider.model_name == MODEL
     as_protocol: ModelProvider = provider  # statically checks protocol conformance
@@ -255,7 +256,7 @@ async def test_bytes_split_at_arbitrary_boundaries(fake: FakeOpenAI) -> None:
     events = await collect(provider, simple_request())
     text = "".join(e.text for e in events if isinstance(e, TextChunk))
     assert text == "Your refund is on its way \u2014 3\u20135 days."
-    assert events[-1] == UsageReport(87, 12, SERVED_MODEL)
+    assert events[-1] == UsageReport(87, 12, MODEL)
 
 
 async def test_parallel_tool_calls_with_interleaved_fragments(fake: FakeOpenAI) -> None:
@@ -301,7 +302,7 @@ async def test_parallel_tool_calls_with_interleaved_fragments(fake: FakeOpenAI) 
     assert events[-3:] == [
         ToolCallDone("call_q1"),
         ToolCallDone("call_q2"),
-        UsageReport(87, 12, SERVED_MODEL),
+        UsageReport(87, 12, MODEL),
     ]
     first_frag = next(i for i, e in enumerate(events) if isinstance(e, ToolCallArgsChunk))
     assert first_frag > events.index(ToolCallBegin("call_q2", "get_refund_policy"))
@@ -328,7 +329,7 @@ async def test_stream_without_finish_reason_or_usage_is_closed_and_estimated(
     ]
     usage = events[4]
     assert isinstance(usage, UsageReport)
-    assert usage.model == SERVED_MODEL
+    assert usage.model == MODEL
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
 
 
@@ -737,3 +738,74 @@ def test_local_server_needs_no_key() -> None:
 def test_from_options_rejects_bad_values(options: dict[str, Any], field_name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field_name}: "):
         OpenAIConfig.from_options(options, {})
+
+
+async def test_agents_share_the_pooled_session(fake: FakeOpenAI) -> None:
+    """A provider built for an agent uses the process's pooled session: model steps
+    reuse a kept-alive connection instead of a handshake each."""
+    from core.agents.definition import parse_agent
+    from core.providers.registry import build_provider
+
+    peers: list[Any] = []
+    respond = sse(TEXT_STREAM)
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return await respond(request)
+
+    fake.script = [recording]
+    agent = parse_agent({"name": "pooled", "slug": "pooled", "provider": {
+        "kind": "openai", "model": MODEL, "api_key": API_KEY, "base_url": fake.base_url}})
+    provider = build_provider(agent, "agent-pooled")
+    assert isinstance(provider, OpenAIProvider)
+    for _ in range(3):
+        await collect(provider, simple_request())
+    assert len(peers) == 3 and len(set(peers)) == 1
+
+
+# --- pricing end to end ------------------------------------------------------------------
+
+
+async def test_a_turn_from_the_fake_is_priced_under_the_configured_model(
+    fake: FakeOpenAI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The README's price for `gpt-4o-mini` applies to a turn the server answered as
+    `gpt-4o-mini-2024-07-18`; a model without a price is logged and counted."""
+    from core.flows.store import ModelPrice, flow_store
+    from core.pricing import usd_to_micros
+    from harness import Harness
+
+    sb = await Harness.start(tmp_path)
+    try:
+        await sb.apply_agent({"name": "gpt", "slug": "gpt", "provider": {
+            "kind": "openai", "model": MODEL, "api_key": API_KEY,
+            "base_url": fake.base_url, "max_retries": 0}})
+        await flow_store(sb.core.store).set_model_price(sb.org_id, ModelPrice(
+            MODEL, usd_to_micros("0.15"), usd_to_micros("0.60")), sb.core.clock.now())
+        fake.script = [sse(TEXT_STREAM)]
+        reply = await sb.chat_once("Where is my refund?", agent="gpt")
+        usage = reply.completed.usage
+        assert (usage.prompt_tokens, usage.completion_tokens) == (87, 12)
+        assert usage.cost_micros == 20  # 87 * 0.15 + 12 * 0.60 = 20.25 micros
+        assert sb.core.pricing.unpriced_turns == 0
+        # A dated configured name matches the family's price too.
+        await sb.apply_agent({"name": "gpt", "slug": "gpt", "provider": {
+            "kind": "openai", "model": SERVED_MODEL, "api_key": API_KEY,
+            "base_url": fake.base_url, "max_retries": 0}})
+        fake.script = [sse(TEXT_STREAM)]
+        dated = await sb.chat_once("Where is my refund?", agent="gpt")
+        assert dated.completed.usage.cost_micros == 20
+        # No price at all: cost 0, logged, counted.
+        await sb.apply_agent({"name": "gpt", "slug": "gpt", "provider": {
+            "kind": "openai", "model": "llama-3.1-8b", "api_key": API_KEY,
+            "base_url": fake.base_url, "max_retries": 0}})
+        fake.script = [sse(TEXT_STREAM)]
+        with caplog.at_level(logging.WARNING, logger="switchboard.pricing"):
+            free = await sb.chat_once("Where is my refund?", agent="gpt")
+        assert free.completed.usage.cost_micros == 0
+        assert sb.core.pricing.unpriced_turns == 1
+        assert any("llama-3.1-8b" in r.getMessage() and "no price" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        await sb.stop()

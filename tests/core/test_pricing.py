@@ -16,6 +16,7 @@ from core.pricing import (
     micros_to_usd,
     usd_to_micros,
 )
+from core.store.base import TurnCommit
 from harness import Harness
 from launcher.cli import main
 
@@ -97,3 +98,59 @@ def test_prices_cli_sets_and_lists(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "gpt-4o-mini\t0.15\t0.60" in out and "bad" not in out
     assert main(["prices", "delete", "gpt-4o-mini", "--org", "acme", "--database", db]) == 0
+
+
+def test_usage_cli_shows_unpriced_turns(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Turns of a model with no price are listed as unpriced; a dated model name is priced
+    by its family's row."""
+    import asyncio
+
+    from core.store.base import UsageEntry
+    from core.domain import ConversationRecord, TurnRecord
+    from core.store.base import TurnBegin
+    from core.store.factory import open_store
+
+    db = str(tmp_path / "usage.db")
+    assert main(["keys", "create", "--org", "acme", "--database", db]) == 0
+    assert main(["prices", "set", "gpt-4o-mini", "--input", "0.15", "--output", "0.60",
+                 "--org", "acme", "--database", db]) == 0
+
+    async def record() -> None:
+        from datetime import UTC, datetime
+
+        store = open_store(db)
+        await store.open()
+        try:
+            org = await store.get_org_by_slug("acme")
+            assert org is not None
+            pricing = Pricing(store)
+            now = datetime.now(UTC)
+            for i, model in enumerate(["gpt-4o-mini-2024-07-18", "llama-3.1-8b",
+                                       "llama-3.1-8b"]):
+                usage = await pricing.price(org.id, Usage(1000, 100, model))
+                # A turn is committed under its claim on the conversation (begun first).
+                await store.begin_turn(TurnBegin(
+                    turn=TurnRecord(f"t{i}", "c", org.id, "running", "a", 0, 0, now, now),
+                    new_conversation=ConversationRecord(
+                        "c", org.id, "a", "u", "open", 0, now, now) if i == 0 else None,
+                ))
+                await store.commit_turn(TurnCommit(
+                    turn_id=f"t{i}", conversation_id="c", status="completed", last_seq=0,
+                    updated_at=now, usage=UsageEntry(
+                        org.id, "u", "c", f"t{i}", model, usage.prompt_tokens,
+                        usage.completion_tokens, usage.cost_micros, now)))
+            assert pricing.unpriced_turns == 2
+        finally:
+            await store.close()
+
+    asyncio.run(record())
+    capsys.readouterr()
+    assert main(["usage", "--org", "acme", "--database", db]) == 0
+    out = capsys.readouterr().out
+    priced = next(line for line in out.splitlines() if "gpt-4o-mini-2024-07-18" in line)
+    assert priced.split()[2:4] == ["1", "0"]  # 1 turn, 0 unpriced
+    assert "$0.000210" in priced  # 1000 * 0.15 + 100 * 0.60 micros
+    llama = next(line for line in out.splitlines() if "llama-3.1-8b" in line)
+    assert llama.split()[2:4] == ["2", "2"]
+    assert "2 unpriced turns (no price for: llama-3.1-8b)" in out

@@ -264,3 +264,26 @@ async def test_failing_webhook_does_not_crash_the_turn(sb: Harness, receiver: Re
     headers, body = receiver.requests[0]
     assert verify(SECRET, body, headers[SIGNATURE_HEADER])
     assert json.loads(body)["agent"] == "hooked"
+
+
+async def test_calls_share_one_kept_alive_connection_and_no_cookies(
+        receiver: Receiver) -> None:
+    """One pooled session per process: the second call reuses the first one's
+    connection (no new handshake), and a cookie one receiver sets is never sent back
+    (the session is shared by every organisation)."""
+    peers: list[Any] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        response = web.json_response({"ok": True})
+        response.set_cookie("tenant", "org-1")
+        return response
+
+    receiver.handler = handler
+    ctx, config = context(url=receiver.url)
+    for _ in range(3):
+        run = await call_webhook(ctx, config, {})
+        assert not run.is_error
+    assert len(peers) == 3 and len(set(peers)) == 1
+    assert all("Cookie" not in headers for headers, _ in receiver.requests)

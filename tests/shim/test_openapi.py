@@ -37,9 +37,24 @@ def test_dialects_add_paths_in_any_order_and_conflicts_fail() -> None:
     openapi.add_paths(app, {"/b": {"get": {"responses": {"200": {"description": "ok"}}}}},
                       {"schemas": {"A": {"type": "string"}}})  # same definition: fine
     doc = openapi.document(app)
-    assert list(doc["paths"]) == ["/a", "/b"]
+    assert {"/a", "/b", "/healthz", "/readyz", "/openapi.json"} == set(doc["paths"])
     validate(doc, cls=OpenAPIV31SpecValidator)
     with pytest.raises(ValueError):
         openapi.add_paths(app, {"/a": {}})
     with pytest.raises(ValueError):
         openapi.add_paths(app, {}, {"schemas": {"A": {"type": "integer"}}})
+
+
+def test_every_http_route_of_every_dialect_is_documented() -> None:
+    from shim.app import create_app
+
+    app = create_app("127.0.0.1:1")
+    doc = openapi.document(app)
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
+              if r.resource is not None and r.method not in ("OPTIONS", "HEAD")}
+    missing = sorted((m, p) for m, p in routes if m not in doc["paths"].get(p, {}))
+    assert not missing
+    for prefix in ("/api/sdk/", "/v1/api/chat/", "/chat/", "/v1/aibot/",
+                   "/api/public/v1/chat/"):
+        assert any(p.startswith(prefix) for p in doc["paths"]), prefix

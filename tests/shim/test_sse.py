@@ -40,7 +40,7 @@ def test_heartbeat_is_a_comment() -> None:
 @pytest.fixture
 async def fast_heartbeat_shim(sb: Harness) -> AsyncIterator[str]:
     """A second shim on the same core whose SSE heartbeat interval is 0.1 s."""
-    app = create_app(sb.grpc_target)
+    app = create_app(sb.grpc_target, core_channel=sb.core_channel())
     app[HEARTBEAT_S] = 0.1
     runner = web.AppRunner(app)
     await runner.setup()
@@ -164,3 +164,50 @@ async def test_eventsource_parser_reads_the_aibot_stream(sb: Harness) -> None:
     assert data[0] == {"type": "tool-result", "result": "Sunny, 25°C", "toolCallId": "call_0_0"}
     assert "".join(d["content"] for d in data if d["type"] == "text") == (
         'It is "Sunny, 25°C".')
+
+
+async def test_one_heartbeat_timer_per_stream_not_one_per_event(
+        sb: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay used to arm a timer (through `asyncio.wait(timeout=...)`) for every event;
+    now one timer per stream is re-armed only when it fires."""
+    await sb.scripted_agent("long", reply=" tok", repeat=100)
+    loop = asyncio.get_running_loop()
+    armed: list[str] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        armed.append(getattr(callback, "__qualname__", repr(callback)))
+        return call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    async with sb.http.post("/v1/api/chat/long", json={"message": "hi", "stream": True},
+                            headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+        raw = await resp.read()
+    assert raw.count(b'"chunk"') == 100
+    assert sum("Heartbeat" in name for name in armed) <= 2
+    assert not [name for name in armed if "_release_waiter" in name]  # asyncio.wait timeouts
+
+
+async def test_a_burst_of_events_goes_out_in_few_writes(
+        sb: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply produced faster than it is relayed (a model burst) is written as the events
+    pile up, several per write, instead of one write per event; the bytes are the same.
+    (Over gRPC the shim reads one message per wake-up, so it keeps pace and there is no
+    backlog to batch: in-process only.)"""
+    if sb.transport != "inprocess":
+        pytest.skip("a gRPC channel delivers one message per read")
+    await sb.scripted_agent("burst", reply=" tok", repeat=100)
+    writes: list[int] = []
+    write = web.StreamResponse.write
+
+    async def counting_write(self: web.StreamResponse, data: bytes) -> None:
+        writes.append(len(data))
+        await write(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", counting_write)
+    async with sb.http.post("/v1/api/chat/burst", json={"message": "hi", "stream": True},
+                            headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+        raw = await resp.read()
+    events = raw.count(b"\n\n")
+    assert raw.count(b'"chunk"') == 100
+    assert len(writes) < events / 2

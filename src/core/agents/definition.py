@@ -168,7 +168,7 @@ def _validate_hours(path: str, hours: Any, errors: Errors) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 24 * 60:
             # YAML 1.1 reads an unquoted 18:00 as the sexagesimal 1080 (minutes).
             value = hours[key] = f"{value // 60:02d}:{value % 60:02d}"
-        if not isinstance(value, str) or not _HHMM.match(value) or (
+        if not isinstance(value, str) or not _HHMM.fullmatch(value) or (
             key == "open" and value == "24:00"
         ):
             errors[f"{path}.{key}"] = "must be a time HH:MM (24-hour, quoted in YAML)"
@@ -306,7 +306,7 @@ def _as_tool(index: int, item: Any, errors: dict[str, str]) -> dict[str, Any] | 
     _unknown_keys(path, item, _TOOL_KEYS[kind], errors)
     if kind == "builtin" and name not in BUILTIN_TOOLS:
         errors[f"{path}.name"] = f"unknown built-in tool; one of {', '.join(BUILTIN_TOOLS)}"
-    elif kind != "builtin" and not _TOOL_NAME.match(name):
+    elif kind != "builtin" and not _TOOL_NAME.fullmatch(name):
         errors[f"{path}.name"] = "must be 1-64 letters, digits, underscores or hyphens"
     if "description" in item and not isinstance(item["description"], str):
         errors[f"{path}.description"] = "must be a string"
@@ -332,7 +332,7 @@ def _validate_webhook(path: str, item: dict[str, Any], errors: Errors) -> None:
     if "secret" in item and (not isinstance(item["secret"], str) or not item["secret"]):
         errors[f"{path}.secret"] = "must be a non-empty string"
     if "secret_env" in item and (
-        not isinstance(item["secret_env"], str) or not _ENV_NAME.match(item["secret_env"])
+        not isinstance(item["secret_env"], str) or not _ENV_NAME.fullmatch(item["secret_env"])
     ):
         errors[f"{path}.secret_env"] = "must be an environment variable name"
     headers = item.get("headers", {})
@@ -362,7 +362,7 @@ def parse_agent(
         errors["name"] = "is required"
         name = ""
     slug = data.get("slug") or slugify(name or "agent")
-    if not isinstance(slug, str) or not _SLUG.match(slug) or len(slug) > MAX_SLUG_LENGTH:
+    if not isinstance(slug, str) or not _SLUG.fullmatch(slug) or len(slug) > MAX_SLUG_LENGTH:
         errors["slug"] = "must be lowercase letters, digits and single hyphens (at most 64)"
     provider_raw = data.get("provider", "kb")
     if isinstance(provider_raw, str):

@@ -43,7 +43,7 @@ def validate_client_tools(tools: Iterable[ToolSpec]) -> None:
     `tools[<index>]`)."""
     seen: set[str] = set()
     for index, tool in enumerate(tools):
-        if not _NAME.match(tool.name):
+        if not _NAME.fullmatch(tool.name):
             raise _bad_tool(
                 f"tools[{index}].name must be 1-{limits.MAX_CLIENT_TOOL_NAME_CHARS} letters, "
                 "digits, underscores or hyphens.", index,

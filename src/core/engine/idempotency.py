@@ -22,7 +22,9 @@ from core.clock import Clock
 from core.domain import Principal
 from core.engine.live import LiveTurn, LiveTurns
 from core.engine.locks import KeyedLocks
+from core.engine.recovery import RETRYABLE_REASONS
 from core.errors import Code, Reason, SwitchboardError
+from core.events import StreamError
 from core.store.base import Store
 
 IDEMPOTENCY_WINDOW_S = 24 * 60 * 60
@@ -82,5 +84,10 @@ class Idempotency:
                 "The turn for this Idempotency-Key is still running elsewhere; retry shortly.",
                 retry_after_s=1.0,
             )
+        ended = events[terminal].body
+        if isinstance(ended, StreamError) and ended.reason in RETRYABLE_REASONS:
+            # Cut short by a crash or a store that could not be written: the key is free
+            # to run the turn again (begin_turn gives it up).
+            return None
         return LiveTurn.replay(events[: terminal + 1], org_id=org_id, key=key,
                                request_hash=request_hash)

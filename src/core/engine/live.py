@@ -53,7 +53,9 @@ class LiveTurn:
         self._next_seq = first_seq
         self._now = now
         self._grace = detach_grace_s
-        self._changed = asyncio.Event()
+        # Made by the first follower to wait, set and dropped by the next publish: a burst
+        # of events while nobody waits costs no Event per event.
+        self._changed: asyncio.Event | None = None
         self._followers = 0
         self._detach_timer: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
@@ -88,9 +90,10 @@ class LiveTurn:
             self.done = True
             self.finished.set()
             self._cancel_timer()
-        # Wake every follower; each re-arms by waiting on a fresh Event.
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        # Wake every waiting follower; the next to wait makes a fresh Event.
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     def emit(self, body: EventBody) -> Event:
         event = self.make_event(body)
@@ -122,6 +125,8 @@ class LiveTurn:
                         return
                 if self.done:
                     return
+                if self._changed is None:
+                    self._changed = asyncio.Event()
                 await self._changed.wait()
         finally:
             self._followers -= 1

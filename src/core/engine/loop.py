@@ -7,6 +7,7 @@ stored with what it had, and an interrupted one can continue later from `LoopSta
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -151,6 +152,10 @@ async def run_agent_loop(
         stream = cast(AsyncGenerator[Any, None], inputs.provider.generate(request))
         async with contextlib.aclosing(stream):
             async for item in stream:
+                # A provider that never awaits (a scripted reply with no delay, a buffered
+                # upstream) would otherwise hold the event loop for its whole reply and
+                # starve every other tenant: give the loop a turn between chunks.
+                await asyncio.sleep(0)
                 if isinstance(item, TextChunk):
                     if item.text:
                         step_text.append(item.text)

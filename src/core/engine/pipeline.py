@@ -28,11 +28,13 @@ from core.domain import (
     TurnRequest,
 )
 from core.engine.live import LiveTurn, LiveTurns
+from core.engine.recovery import FailedCommits, failed_commit
 from core.errors import Code, Reason, SwitchboardError
-from core.events import EventBody, StreamError, TurnStatus
+from core.events import EventBody, StreamError
 from core.keys import require_kind
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.failures import StoreUnavailable
 
 log = logging.getLogger("switchboard.turns")
 
@@ -49,6 +51,7 @@ class TurnPipeline:
         self.detach_grace_s = detach_grace_s
         self.live = LiveTurns()
         self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
+        self.failed_commits = FailedCommits(store)
 
     # -- admission ----------------------------------------------------------------------
 
@@ -116,35 +119,45 @@ class TurnPipeline:
         """Store the turn, then publish its terminal event and take it out of the registry.
         Runs shielded from a second cancellation: a stop arriving while the turn is stored
         must not leave it half-written. When the store refuses the commit, the turn is
-        stored as failed instead (its events so far and an internal error, which is what
-        is published) so it never stays running; returns False then."""
+        stored as failed instead (its events so far and the error that is published: at
+        once, or once the store can be written again), so it never stays running;
+        returns False then."""
         live.committing = True
         event = live.make_event(terminal)
+        commit = TurnCommit(
+            turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
+            last_seq=event.seq, updated_at=self.clock.now(), events=(*live.events, event),
+            messages=tuple(messages), interrupt=interrupt, usage=usage,
+        )
         stored = True
         try:
-            await asyncio.shield(self.store.commit_turn(TurnCommit(
-                turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
-                last_seq=event.seq, updated_at=self.clock.now(),
-                events=(*live.events, event), messages=tuple(messages), interrupt=interrupt,
-                usage=usage,
-            )))
+            await asyncio.shield(self.store.commit_turn(commit))
         except asyncio.CancelledError:
             # The commit goes on inside the shield; nothing more to publish from here.
             log.warning("turn %s: cancelled while storing", live.turn_id)
-        except Exception:
-            log.exception("turn %s: could not be stored", live.turn_id)
+        except Exception as exc:
             stored = False
-            event = live.make_event(StreamError(
-                Code.INTERNAL.name, Reason.INTERNAL.value, "The reply could not be stored."
-            ))
-            try:
-                await asyncio.shield(self.store.commit_turn(TurnCommit(
-                    turn_id=live.turn_id, conversation_id=live.conversation_id,
-                    status=TurnStatus.FAILED, last_seq=event.seq,
-                    updated_at=self.clock.now(), events=(*live.events, event),
-                )))
-            except Exception:
-                log.exception("turn %s: could not be stored as failed either", live.turn_id)
+            if isinstance(exc, StoreUnavailable):
+                log.warning("turn %s: could not be stored: %s", live.turn_id, exc.cause)
+                failure = StreamError(Code.UNAVAILABLE.name, exc.reason.value,
+                                      "The reply could not be stored; send it again.")
+            else:
+                log.exception("turn %s: could not be stored", live.turn_id)
+                failure = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value,
+                                      "The reply could not be stored.")
+            event = live.make_event(failure)
+            fallback = failed_commit(commit, event)
+            if isinstance(exc, StoreUnavailable):
+                # Not left `running`: stored as failed (with this error) once the store
+                # allows; the client hears now.
+                self.failed_commits.schedule(fallback)
+            else:
+                # The store itself is up (the write was refused): store the failure now.
+                try:
+                    await asyncio.shield(self.store.commit_turn(fallback))
+                except Exception:
+                    log.exception("turn %s: could not be stored as failed", live.turn_id)
+                    self.failed_commits.schedule(fallback)
         try:
             live.publish(event)
         finally:

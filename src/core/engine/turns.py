@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
 from core.engine.pipeline import TurnPipeline
+from core.engine.recovery import incomplete_after, recover_running
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
@@ -112,12 +113,19 @@ class TurnFold:
     events: tuple[Event, ...] = field(default_factory=tuple)
 
 
+def _hash_default(value: Any) -> Any:
+    # Nested dataclasses as the dicts `asdict` made of them, without its deep copy of
+    # the whole request (images included): the digest stays the same as before.
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    return str(value)
+
+
 def request_hash(request: TurnRequest) -> str:
     """A stable digest of what the client asked (idempotency compares these)."""
-    data = asdict(request)
-    data.pop("idempotency_key", None)
-    data.pop("metadata", None)
-    raw = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    data = {f.name: getattr(request, f.name) for f in fields(request)
+            if f.name not in ("idempotency_key", "metadata")}
+    raw = json.dumps(data, sort_keys=True, default=_hash_default, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -150,6 +158,7 @@ class TurnEngine:
         # limiter are this engine's too.
         self.pipeline = TurnPipeline(store, clock, self.budgets, self.config.detach_grace_s)
         self.live = self.pipeline.live
+        self.failed_commits = self.pipeline.failed_commits
         self.rate_limiter = self.pipeline.rate_limiter
         self.idempotency = Idempotency(store, self.live, clock)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -319,7 +328,9 @@ class TurnEngine:
             instructions=agent.definition.instructions,
             mode=mode,
         )
-        self._spawn(live, self._run(live, agent, request, state, base, decision))
+        # Usage is billed to the resolved identity (verified claims win over the body's).
+        billed = replace(request, user_id=identity.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, decision))
         return live
 
     async def _resume_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
@@ -384,7 +395,9 @@ class TurnEngine:
             mode=str(base_json.get("mode", "chat")),
             traits=dict(base_json.get("traits", {})),
         )
-        self._spawn(live, self._run(live, agent, request, state, base, None))
+        # A resume carries no identity: its usage is billed to the conversation's user.
+        billed = replace(request, user_id=conversation.user_id or request.user_id)
+        self._spawn(live, self._run(live, agent, billed, state, base, None))
         return live
 
     def _spawn(self, live: LiveTurn, coro: Any) -> None:
@@ -606,6 +619,13 @@ class TurnEngine:
                                                   after_seq):
             last = event.seq
             yield event
+        if live is None and last == after_seq and not latest_turn:
+            # Nothing stored after what the client saw: if a crash cut that turn short,
+            # say so rather than answer as if the stream had been complete.
+            incomplete = await incomplete_after(self.store, principal.org_id, conversation.id,
+                                                after_seq)
+            if incomplete is not None:
+                yield incomplete
         if live is not None:
             async for event in live.follow(last):
                 yield event
@@ -621,12 +641,14 @@ class TurnEngine:
         await self.live.drain(self.config.shutdown_grace_s)
         if self._background:
             await asyncio.wait(set(self._background), timeout=self.config.shutdown_grace_s)
+        await self.failed_commits.flush(self.config.shutdown_grace_s)
 
     async def recover(self) -> None:
-        """At start-up: turns a crashed process left running are stored as cancelled."""
-        count = await self.store.mark_running_turns(TurnStatus.CANCELLED, self.clock.now())
+        """At start-up: turns a crashed process left running are stored as failed, ending
+        with a `turn_incomplete` error event (see core.engine.recovery)."""
+        count = await recover_running(self.store, self.clock.now())
         if count:
-            log.warning("marked %d turns left running by a previous process as cancelled", count)
+            log.warning("stored %d turns left running by a previous process as failed", count)
 
 
 def _retrieve(task: asyncio.Future[LiveTurn]) -> None:

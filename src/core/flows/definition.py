@@ -81,7 +81,7 @@ class _Errors:
 
 
 def _check_var(errors: _Errors, path: str, name: Any) -> None:
-    if not isinstance(name, str) or not VAR_NAME.match(name):
+    if not isinstance(name, str) or not VAR_NAME.fullmatch(name):
         errors.add(path, "must be a snake_case variable name")
     elif name in RESERVED_VARS:
         errors.add(path, f"{name!r} is reserved ({', '.join(RESERVED_VARS)})")
@@ -250,7 +250,7 @@ def _check_step(errors: _Errors, path: str, kind: str, config: Any,
 
 def _flow_errors(errors: _Errors, name: str, flow: Any, tool_names: set[str]) -> None:
     path = f"flows.{name}"
-    if not INTENT_NAME.match(name):
+    if not INTENT_NAME.fullmatch(name):
         errors.add(path, "intent names must match ^[a-z][a-z0-9_]{0,63}$")
     if not isinstance(flow, dict):
         errors.add(path, "must be a mapping {description, steps}")
@@ -271,7 +271,7 @@ def _flow_errors(errors: _Errors, name: str, flow: Any, tool_names: set[str]) ->
             errors.add(sp, f"must be a mapping with one of {', '.join(STEP_KINDS)}")
             continue
         step_id = step.get("id", f"step{i + 1}")
-        if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+        if not isinstance(step_id, str) or not STEP_ID.fullmatch(step_id):
             errors.add(f"{sp}.id", "must be a snake_case id")
         elif step_id in ids:
             errors.add(f"{sp}.id", f"duplicate step id {step_id!r}")

@@ -81,6 +81,7 @@ from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
 from core.store.base import Store, TurnBegin, TurnConflict, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.flows")
@@ -433,9 +434,13 @@ class FlowEngine:
             return await self._save(runner, execution, outcome, usage)
         except TurnConflict:
             raise  # raised by the claim, before anything was begun: the caller retries
-        except Exception:
-            log.exception("flow %s: execution %s could not be run or stored",
-                          execution.intent, execution.id)
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("flow %s: execution %s could not be stored: %s",
+                            execution.intent, execution.id, exc.cause)
+            else:
+                log.exception("flow %s: execution %s could not be run or stored",
+                              execution.intent, execution.id)
             return await self._fail(runner, execution, live)
 
     async def _fail(self, runner: Runner, execution: ExecutionRecord,
@@ -451,6 +456,10 @@ class FlowEngine:
                 await self.pipeline.commit(live, TurnStatus.FAILED, StreamError(
                     Code.INTERNAL.name, Reason.INTERNAL.value, "Internal error."))
             return await self._save(runner, execution, outcome, Usage())
+        except StoreUnavailable:
+            # 503: the client retries once the store can be written (the pipeline stores
+            # the turn as failed once the store allows).
+            raise
         except Exception:
             log.exception("flow %s: execution %s could not be stored as failed",
                           execution.intent, execution.id)

@@ -79,7 +79,7 @@ def check_variables(variables: dict[str, Any]) -> list[Violation]:
         ))
     for key, value in variables.items():
         name = f"variables.{key}"
-        if not VARIABLE_KEY.match(key):
+        if not VARIABLE_KEY.fullmatch(key):
             found.append(Violation(name, "invalid_key",
                                    "keys must match ^[a-z][a-z0-9_]{0,63}$"))
         if _contains_object(value):

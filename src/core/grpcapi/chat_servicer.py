@@ -66,7 +66,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             async with self.engine.stream_slot(principal):
                 live = await self.engine.start_turn(principal, convert.turn_request(request.turn))
                 async for event in live.follow(0):
-                    yield chat_pb2.StreamChatResponse(event=convert.event_pb(event))
+                    reply = chat_pb2.StreamChatResponse()
+                    convert.fill_event(reply.event, event)
+                    yield reply
                     err = error_of(event)
                     if err is not None:
                         raise err
@@ -130,7 +132,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                     request.origin, request.dialect,
                 )
                 async for event in events:
-                    yield chat_pb2.ResumeStreamResponse(event=convert.event_pb(event))
+                    resumed = chat_pb2.ResumeStreamResponse()
+                    convert.fill_event(resumed.event, event)
+                    yield resumed
         except SwitchboardError as exc:
             await abort(context, exc)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -43,9 +43,21 @@ def _dict(s: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(s)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def _set_ts(target: timestamp_pb2.Timestamp, dt: datetime) -> None:
+    """`target.FromDatetime(dt)` (naive means UTC) in integer arithmetic: it runs for
+    every streamed event, and FromDatetime goes through a time tuple, about 2.5x dearer."""
+    d = dt - (_NAIVE_EPOCH if dt.tzinfo is None else _EPOCH)
+    target.seconds = d.days * 86_400 + d.seconds
+    target.nanos = d.microseconds * 1_000
+
+
 def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
     t = timestamp_pb2.Timestamp()
-    t.FromDatetime(dt)
+    _set_ts(t, dt)
     return t
 
 
@@ -140,9 +152,17 @@ def interrupt_pb(i: ev.InterruptEvent) -> events_pb2.Interrupt:
 
 
 def event_pb(e: ev.Event) -> events_pb2.ChatEvent:
-    out = events_pb2.ChatEvent(
-        seq=e.seq, conversation_id=e.conversation_id, turn_id=e.turn_id, time=_ts(e.time)
-    )
+    out = events_pb2.ChatEvent()
+    fill_event(out, e)
+    return out
+
+
+def fill_event(out: events_pb2.ChatEvent, e: ev.Event) -> None:
+    """Write `e` into `out` (a stream response's own `event` field: no copy per delta)."""
+    out.seq = e.seq
+    out.conversation_id = e.conversation_id
+    out.turn_id = e.turn_id
+    _set_ts(out.time, e.time)
     b = e.body
     if isinstance(b, ev.TurnStarted):
         out.turn_started.CopyFrom(events_pb2.TurnStarted(
@@ -181,7 +201,6 @@ def event_pb(e: ev.Event) -> events_pb2.ChatEvent:
         out.error.CopyFrom(events_pb2.StreamError(code=b.code, reason=b.reason, message=b.message))
     elif isinstance(b, ev.Completed):
         out.completed.CopyFrom(completed_pb(b))
-    return out
 
 
 def chat_response(f: TurnFold) -> chat_pb2.ChatResponse:

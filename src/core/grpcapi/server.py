@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core import http_pool
 from core.agents.catalog import AgentCatalog
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
@@ -17,7 +19,10 @@ from core.engine.turns import TurnEngine
 from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
 from core.grpcapi.chat_servicer import ChatServicer
+from core.grpcapi.concurrency import ConcurrencyInterceptor
 from core.grpcapi.flow_servicer import register_flow_service
+from core.grpcapi.inprocess import HandlerRegistry, InProcessChannel
+from core.grpcapi.readiness import StoreReadiness
 from core.grpcapi.services import ServiceRegistrar
 from core.keys import Authenticator
 from core.pricing import Pricing
@@ -57,12 +62,15 @@ class CoreServer:
         self.retention = Retention(self.store, self.clock, config.event_retention_days)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
+        self._handlers: HandlerRegistry | None = None
         self.port = 0
         self.extra_services: list[str] = []
+        self.readiness: StoreReadiness | None = None
         # FlowService is part of every core; callers add more.
         self._registrars = (register_flow_service, *services)
 
     async def start(self) -> int:
+        http_pool.hold()
         await self.store.open()
         await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
@@ -76,28 +84,50 @@ class CoreServer:
              self.config.min_client_ping_interval_ms),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 0),
+            # A burst must queue, not be cancelled silently by gRPC core (see
+            # core.grpcapi.concurrency, which refuses the excess with a reason instead).
+            ("grpc.server.max_pending_requests", self.config.max_concurrent_rpcs),
+            ("grpc.server.max_pending_requests_hard_limit", self.config.max_concurrent_rpcs),
         ]
+        self.concurrency = ConcurrencyInterceptor(self.config.max_concurrent_rpcs)
+        interceptors = [self.concurrency, AuthInterceptor(self.auth)]
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.auth)],
+            interceptors=interceptors,
             options=options,
-            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), server)
+        # Every service is added through the registry too, so `channel()` reaches the
+        # same handlers behind the same interceptors.
+        self._handlers = HandlerRegistry(interceptors, self.config.max_concurrent_rpcs)
+        both = cast(grpc.aio.Server, self._handlers.recording(server))
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), both)
         for register in self._registrars:
-            self.extra_services.append(register(self, server))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+            self.extra_services.append(register(self, both))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, both)
         names = (CHAT_SERVICE, *self.extra_services, health.SERVICE_NAME,
                  reflection.SERVICE_NAME)
+        # Reflection picks its aio servicer by the server's type, so it gets the real one
+        # (the shim never calls reflection).
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        try:
+            self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
+            self.port = 0
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
         await server.start()
         self.server = server
         await self._set_serving(True)
+        self.readiness = StoreReadiness(self.store, self._set_serving)
         log.info("core listening on %s:%d (database %s)", self.config.host, self.port,
                  describe(self.config.database))
         return self.port
+
+    def channel(self) -> InProcessChannel:
+        """A channel for a shim in this process: the generated stubs work on it and call
+        the handlers directly (see core.grpcapi.inprocess). Valid once started."""
+        if self._handlers is None:
+            raise RuntimeError("the core is not started")
+        return InProcessChannel(self._handlers)
 
     async def _set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
@@ -109,12 +139,17 @@ class CoreServer:
         """Drain: report NOT_SERVING, refuse new turns, give running turns the grace period,
         cancel and store the rest, then stop the server."""
         grace = self.config.engine.shutdown_grace_s if grace_s is None else grace_s
+        if self.readiness is not None:
+            await self.readiness.stop()
         await self._set_serving(False)
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
         await self.retention.stop()
         await self.engine.shutdown()
+        if self._handlers is not None:
+            self._handlers.close()
         if self.server is not None:
             await self.server.stop(grace=1.0)
         await self.store.close()
+        await http_pool.release()
         log.info("core stopped")
 

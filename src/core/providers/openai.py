@@ -398,6 +398,8 @@ class OpenAIProvider:
         calls: dict[int, _ToolCallState] = {}
         finished = False
         usage_sent = False
+        # Usage is reported under the configured model name, the one operators price
+        # (the server answers with a dated variant, e.g. gpt-4o-mini-2024-07-18).
         model = self._config.model
         produced: list[str] = []  # completion text, for the usage estimate
 
@@ -430,9 +432,6 @@ class OpenAIProvider:
                 if message:
                     text += f": {self._scrub(message)}"
                 raise ProviderError(text)
-            if isinstance(chunk.get("model"), str) and chunk["model"]:
-                model = chunk["model"]
-
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue  # we never ask for n > 1
@@ -651,7 +650,7 @@ def _convert_message(message: ChatMessage) -> dict[str, Any]:
             }
             for call in message.tool_calls
         ]
-    if message.name and _VALID_NAME.match(message.name):
+    if message.name and _VALID_NAME.fullmatch(message.name):
         out["name"] = message.name
     return out
 

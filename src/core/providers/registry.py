@@ -6,13 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core import http_pool
 from core.agents.definition import AgentDefinition
 from core.knowledge import KnowledgeBase, load_knowledge_base
 from core.providers.base import ModelProvider, ProviderError
 from core.providers.scripted import ScriptedProvider
 
 # Providers are cheap to build, but the kb index is not: keep one provider per definition.
-_cache: dict[tuple[str, str], ModelProvider] = {}
+# Keyed by agent, holding the definition it was built from: an equal definition (a dict
+# comparison, short-circuited when the store hands out the same object) reuses it,
+# without serialising the whole definition on every turn.
+_cache: dict[str, tuple[dict[str, Any], ModelProvider]] = {}
 
 
 def knowledge_base_for(agent: AgentDefinition) -> KnowledgeBase | None:
@@ -30,14 +34,14 @@ def knowledge_base_for(agent: AgentDefinition) -> KnowledgeBase | None:
 
 
 def build_provider(agent: AgentDefinition, agent_id: str = "") -> ModelProvider:
-    key = (agent_id or agent.slug, repr(sorted(agent.raw.items(), key=lambda kv: kv[0])))
+    key = agent_id or agent.slug
     cached = _cache.get(key)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == agent.raw:
+        return cached[1]
     provider = _build(agent)
     if len(_cache) > 256:
         _cache.clear()
-    _cache[key] = provider
+    _cache[key] = (agent.raw, provider)
     return provider
 
 
@@ -60,5 +64,7 @@ def _build(agent: AgentDefinition) -> ModelProvider:
     if kind == "openai":
         from core.providers.openai import OpenAIConfig, OpenAIProvider
 
-        return OpenAIProvider(OpenAIConfig.from_options(options, os.environ))
+        # The process's pooled session: connections kept alive between model steps.
+        return OpenAIProvider(OpenAIConfig.from_options(options, os.environ),
+                              session=http_pool.session)
     raise ValueError(f"unknown provider kind {kind!r}")

@@ -36,6 +36,7 @@ from core.domain import (
 )
 from core.errors import Code, Reason, SwitchboardError
 from core.events import Event
+from core.store.failures import StoreHealth
 
 
 class TurnConflict(SwitchboardError):
@@ -133,6 +134,13 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    # Write health (core.store.failures): failures of the backend raise StoreUnavailable.
+    @property
+    def health(self) -> StoreHealth: ...
+
+    async def probe_write(self) -> None:
+        """One real, harmless write; raises StoreUnavailable while writes fail."""
+
     # Tenants and keys
     async def create_org(self, org: Organisation) -> None: ...
 
@@ -206,6 +214,10 @@ class Store(Protocol):
 
     async def mark_running_turns(self, status: str, now: datetime) -> int:
         """Turns left running (by a crashed process) get `status`; their claims go."""
+        ...
+
+    async def running_turns(self) -> list[TurnRecord]:
+        """Every turn stored as `running` (at start-up: the ones a crash left behind)."""
         ...
 
     async def last_turn(self, org_id: str, conversation_id: str) -> TurnRecord | None:

@@ -29,6 +29,7 @@ from core.store.base import (
     TurnCommit,
     TurnConflict,
 )
+from core.store.failures import StoreHealth
 from core.store.sqlite_db import Database, dumps, loads, micros
 from core.store.sqlite_db import dt as _dt
 from core.store.sqlite_db import ts as _ts
@@ -58,6 +59,13 @@ class SqliteStore(SqliteFlowsMixin):
 
     async def close(self) -> None:
         await self.db.close()
+
+    @property
+    def health(self) -> StoreHealth:
+        return self.db.health
+
+    async def probe_write(self) -> None:
+        await self.db.probe_write()
 
     # -- tenants and keys ---------------------------------------------------------------
 
@@ -536,6 +544,10 @@ class SqliteStore(SqliteFlowsMixin):
                     ))
         return events
 
+    async def running_turns(self) -> list[TurnRecord]:
+        rows = await self.db.fetchall("SELECT * FROM turns WHERE status = 'running'")
+        return [self._turn(row) for row in rows]
+
     async def mark_running_turns(self, status: str, now: datetime) -> int:
         """At start-up: turns left running by a crashed process are marked `status`."""
         async with self.db.transaction() as conn:
@@ -573,7 +585,9 @@ class SqliteStore(SqliteFlowsMixin):
         rows = await self.db.fetchall(
             f"SELECT created_us / {_DAY_US} AS day, model, COUNT(*) AS turns, "
             "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
-            "SUM(cost_micros) AS cost_micros FROM usage_ledger "
+            "SUM(cost_micros) AS cost_micros, "
+            "SUM(CASE WHEN cost_micros = 0 THEN 1 ELSE 0 END) AS zero_cost_turns "
+            "FROM usage_ledger "
             "WHERE org_id = ? AND created_us >= ? GROUP BY day, model ORDER BY day, model",
             (org_id, micros(since)),
         )

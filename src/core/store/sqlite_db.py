@@ -24,9 +24,11 @@ from typing import Any
 
 import aiosqlite
 
+from core.store.failures import StoreHealth, classify
+
 log = logging.getLogger("switchboard.store")
 
-BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_MS = 5000  # SWITCHBOARD_SQLITE_BUSY_TIMEOUT_MS overrides it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -61,7 +63,7 @@ def migrations() -> list[tuple[int, str, str]]:
     folder = resources.files("core.store") / "migrations"
     found = []
     for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
+        match = _MIGRATION_NAME.fullmatch(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
@@ -79,25 +81,41 @@ class Database:
         ).upper()
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("SQLite synchronous must be FULL, NORMAL or EXTRA")
+        self.busy_timeout_ms = int(
+            os.environ.get("SWITCHBOARD_SQLITE_BUSY_TIMEOUT_MS") or BUSY_TIMEOUT_MS
+        )
+        self.health = StoreHealth()
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        await conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            # aiosqlite's worker thread would otherwise keep the process alive.
+            await conn.close()
+            raise
         return conn
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._migrate()
-        self._reader = await self._connect() if self.path != ":memory:" else self._writer
+        try:
+            self._writer = await self._connect()
+            await self._migrate()
+            self._reader = await self._connect() if self.path != ":memory:" else self._writer
+        except Exception as exc:
+            await self.close()
+            unavailable = classify(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     async def close(self) -> None:
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
@@ -140,27 +158,59 @@ class Database:
             # cancelled mid-await. sqlite3's rollback() is a no-op outside a transaction and
             # runs in the same queue, after whatever a cancelled caller left pending: so
             # roll back on entry and on every failure, and shield the COMMIT.
-            await asyncio.shield(conn.rollback())
+            # A database that cannot be written (full, read-only, locked, I/O error) turns
+            # into StoreUnavailable here, the one place every write goes through.
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                await asyncio.shield(conn.commit())
-            except BaseException:
                 await asyncio.shield(conn.rollback())
-                raise
+                try:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    yield conn
+                    await asyncio.shield(conn.commit())
+                except BaseException:
+                    await asyncio.shield(conn.rollback())
+                    raise
+            except Exception as exc:
+                unavailable = classify(exc)
+                if unavailable is None:
+                    raise
+                self.health.record(False, unavailable.cause)
+                raise unavailable from exc
+            self.health.record(True)
+
+    async def probe_write(self) -> None:
+        """One real write (the header's user_version, rewritten unchanged): raises
+        StoreUnavailable while the database cannot be written, and records health."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute("PRAGMA user_version")
+            row = await cursor.fetchone()
+            await cursor.close()
+            version = int(row[0]) if row else 0
+            await conn.execute(f"PRAGMA user_version = {version}")
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         assert self._reader is not None, "store is not open"
-        cursor = await self._reader.execute(sql, tuple(params))
-        row = await cursor.fetchone()
-        await cursor.close()
+        try:
+            cursor = await self._reader.execute(sql, tuple(params))
+            row = await cursor.fetchone()
+            await cursor.close()
+        except Exception as exc:
+            unavailable = classify(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
         return row
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         assert self._reader is not None, "store is not open"
-        cursor = await self._reader.execute(sql, tuple(params))
-        rows = await cursor.fetchall()
-        await cursor.close()
+        try:
+            cursor = await self._reader.execute(sql, tuple(params))
+            rows = await cursor.fetchall()
+            await cursor.close()
+        except Exception as exc:
+            unavailable = classify(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
         return list(rows)
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:

@@ -3,6 +3,10 @@
 -- and released by conditional writes); its last_seq is the event counter the claim
 -- transaction allocates from.
 ALTER TABLE conversations ADD COLUMN running_turn_id TEXT NOT NULL DEFAULT '';
+-- A turn a crash left running keeps its conversation until start-up recovery ends it.
+UPDATE conversations SET running_turn_id = COALESCE((
+    SELECT t.id FROM turns t WHERE t.conversation_id = conversations.id
+    AND t.status = 'running' ORDER BY t.created_at DESC LIMIT 1), '');
 
 -- One row per stored turn segment (its whole event log as a JSON array) instead of one
 -- row per event. Times as integer microseconds since the epoch compare the same in every
