@@ -243,6 +243,15 @@ async def test_resume_while_another_turn_runs_conflicts_and_keeps_the_interrupt(
     assert await store.resume_turn("o2", "i1", later(5)) is None  # another tenant
 
 
+async def test_running_turns_are_listed_for_recovery(store: Store) -> None:
+    await make_org(store, "o1")
+    await make_org(store, "o2")
+    first = await begin_new(store, "o1", "c1", "t1")
+    await begin_new(store, "o2", "c2", "t2")
+    await commit(store, "o1", "c1", "t1", first.first_seq, ["done"])
+    assert [t.id for t in await store.running_turns()] == ["t2"]
+
+
 async def test_running_turns_left_by_a_crash_are_marked(store: Store) -> None:
     await make_org(store, "o1")
     await begin_new(store, "o1", "c1", "t1")
