@@ -106,9 +106,8 @@ def test_usage_cli_shows_unpriced_turns(tmp_path: Path,
     by its family's row."""
     import asyncio
 
-    from core.store.base import UsageEntry
     from core.domain import ConversationRecord, TurnRecord
-    from core.store.base import TurnBegin
+    from core.store.base import TurnBegin, UsageEntry
     from core.store.factory import open_store
 
     db = str(tmp_path / "usage.db")
