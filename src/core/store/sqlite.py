@@ -144,10 +144,17 @@ class SqliteStore(SqliteFlowsMixin):
         ))
 
     async def expire_key(self, key_id: str, at: datetime) -> None:
-        await self.db.execute(
-            "UPDATE api_keys SET expires_at = ? WHERE id = ? AND "
-            "(expires_at IS NULL OR expires_at > ?)", (_ts(at), key_id, _ts(at)),
-        )
+        """The key expires at `at`, unless it already expires sooner (compared as
+        instants, not as text)."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute("SELECT expires_at FROM api_keys WHERE id = ?",
+                                        (key_id,))
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is None or (row[0] is not None and _dt(row[0]) <= at):
+                return
+            await conn.execute("UPDATE api_keys SET expires_at = ? WHERE id = ?",
+                               (_ts(at), key_id))
 
     async def list_keys(self, org_id: str) -> list[ApiKey]:
         rows = await self.db.fetchall(
