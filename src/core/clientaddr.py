@@ -17,6 +17,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CLIENT_METADATA = "x-switchboard-client"
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+# The peer an in-process call reports: a shim in the core's own process is as trusted as
+# one on loopback, so the visitor address it forwards is used (per-visitor limits).
+IN_PROCESS_PEER = "ipv4:127.0.0.1:0"
 MAX_FORWARDED_HOPS = 20  # an X-Forwarded-For longer than this is read from the right only
 
 
