@@ -32,7 +32,7 @@ import aiohttp
 import jsonschema
 
 from core import http_pool, limits
-from core.tools import ToolContext, ToolRun
+from core.tool_run import ToolContext, ToolRun
 
 log = logging.getLogger("switchboard.webhooks")
 

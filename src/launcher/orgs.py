@@ -13,7 +13,8 @@ from typing import Any
 from core.config import CoreConfig
 from core.domain import OrgSettings
 from core.engine.identity import MIN_IDENTITY_SECRET_BYTES
-from core.store.sqlite import SqliteStore
+from core.store.factory import open_store
+from launcher.options import add_database_option
 
 _LIMITS = {
     "rps": ("rate_limit", "rps", float),
@@ -32,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     for name, help_text in (("show", "print the settings"), ("set", "change settings")):
         p = org_sub.add_parser(name, help=help_text)
         p.add_argument("--org", default="demo", help="organisation slug")
-        p.add_argument("--database", help="SQLite file")
+        add_database_option(p)
         if name == "set":
             for flag, (_, _, kind) in _LIMITS.items():
                 p.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag)
@@ -124,7 +125,7 @@ def _apply(settings: OrgSettings, ns: argparse.Namespace) -> OrgSettings:
 
 
 async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
-    store = SqliteStore(config.database)
+    store = open_store(config.database)
     await store.open()
     try:
         org = await store.get_org_by_slug(ns.org)

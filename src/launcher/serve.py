@@ -94,7 +94,7 @@ async def start(config: CoreConfig, options: ServeOptions,
             raise StartError(f"cannot start: the database {config.database} cannot be "
                              f"written ({exc.cause})") from exc
         if options.demo:
-            await seed_demo(core.store, core.auth, core.ids, core.clock)
+            await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
             log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "
                      "sk_demo_secret_key)")
     runner = None

@@ -8,6 +8,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from core.agents.catalog import AgentCatalog
 from core.agents.definition import load_agent_file
 from core.clock import Clock, IdSource
 from core.domain import KeyKind, Organisation, OrgSettings
@@ -32,7 +33,8 @@ def demo_dir() -> Path:
     return Path(str(resources.files("core.demo")))
 
 
-async def seed_demo(store: Store, auth: Authenticator, ids: IdSource, clock: Clock) -> str:
+async def seed_demo(store: Store, auth: Authenticator, agents: AgentCatalog, ids: IdSource,
+                    clock: Clock) -> str:
     """Create (or refresh) the demo organisation, its keys and agents; returns its id."""
     org = await store.get_org_by_slug(DEMO_ORG_SLUG)
     if org is None:
@@ -55,5 +57,5 @@ async def seed_demo(store: Store, auth: Authenticator, ids: IdSource, clock: Clo
             await auth.create_key(org.id, kind, ids, name=f"demo {kind}", raw=raw)
     for path in sorted((demo_dir() / "agents").glob("*.yaml")):
         definition = load_agent_file(path)
-        await store.upsert_agent(org.id, ids.uuid(), definition, clock.now())
+        await agents.apply(org.id, definition, ids, clock)
     return org.id
