@@ -33,7 +33,7 @@ import jsonschema
 
 from core import http_pool, limits
 from core.observability.metrics import count_webhook
-from core.tools import ToolContext, ToolRun
+from core.tool_run import ToolContext, ToolRun
 
 log = logging.getLogger("switchboard.webhooks")
 

@@ -16,6 +16,8 @@ from core.clientaddr import networks
 from core.config import CoreConfig
 from core.engine.turns import EngineConfig
 from core.observability.logs import FORMATS, configure_logging
+from core.store.factory import StoreURLError
+from launcher.options import add_database_option
 
 if TYPE_CHECKING:
     from launcher.serve import ServeOptions
@@ -36,6 +38,12 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
     config = CoreConfig()
     if getattr(ns, "database", None):
         config = replace(config, database=ns.database)
+    if getattr(ns, "knowledge_root", None) is not None:
+        config = replace(config, knowledge_root=ns.knowledge_root.resolve())
+    if getattr(ns, "event_retention_days", None) is not None:
+        if ns.event_retention_days < 0:
+            raise SystemExit("error: --event-retention-days must be 0 (keep) or >= 1")
+        config = replace(config, event_retention_days=ns.event_retention_days)
     if getattr(ns, "grpc_port", None) is not None:
         config = replace(config, port=ns.grpc_port)
     if getattr(ns, "grpc_host", None):
@@ -113,8 +121,13 @@ def _serve_options(ns: argparse.Namespace) -> ServeOptions:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database", help="SQLite file (default .switchboard/switchboard.db, "
-                   "or $SWITCHBOARD_DATA_DIR/switchboard.db)")
+    add_database_option(p)
+
+
+def _add_knowledge_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--knowledge-root", type=Path, default=None,
+                   help="folder agents' knowledge bases are stored relative to (default: "
+                        "$SWITCHBOARD_KNOWLEDGE_ROOT or the current folder)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--otlp-endpoint", default="", type=_otlp_endpoint,
                        help="export OpenTelemetry traces to this OTLP/HTTP endpoint, e.g. "
                             "http://127.0.0.1:4318 (off by default)")
+    serve.add_argument("--event-retention-days", type=int, default=None,
+                       help="prune the event log of finished turns older than this many "
+                            "days (transcripts stay; default: keep)")
+    _add_knowledge_root(serve)
     _add_security_flags(serve)
     _add_db(serve)
 
@@ -179,10 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("file", type=Path, help="agent YAML file")
     apply.add_argument("--org", default="demo", help="organisation slug (default demo)")
     apply.add_argument("--check", action="store_true", help="only validate")
+    _add_knowledge_root(apply)
     _add_db(apply)
-    list_agents = agents_sub.add_parser("list", help="list agents")
-    list_agents.add_argument("--org", default="demo", help="organisation slug (default demo)")
-    _add_db(list_agents)
+    listing = agents_sub.add_parser("list", help="list agents")
+    listing.add_argument("--org", default="demo", help="organisation slug (default demo)")
+    _add_knowledge_root(listing)
+    _add_db(listing)
 
     from launcher import organisations, orgs, usage
 
@@ -255,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from launcher import admin
 
         return asyncio.run(admin.run(ns, _config(ns)))
+    except StoreURLError as exc:
+        print(f"error: --database: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

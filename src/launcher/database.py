@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from core.config import default_data_dir
+from core.store.factory import SQLITE_SCHEME, StoreURLError, sqlite_path, store_scheme
 
 
 def missing_default_database(path: str, explicit: bool) -> str | None:
@@ -21,11 +22,12 @@ def missing_default_database(path: str, explicit: bool) -> str | None:
     new, so `--database /tmp/new.db` keeps working for setting up a fresh store."""
     if explicit or ":memory:" in path:
         return None
-    if "://" in path:
-        scheme, _, rest = path.partition("://")
-        if not scheme.startswith("sqlite"):
+    try:
+        if store_scheme(path) != SQLITE_SCHEME:
             return None  # a database server: nothing here would create it by accident
-        path = rest.lstrip("/") if not rest.startswith("//") else rest[1:]
+    except StoreURLError:
+        return None  # the store factory says what is wrong with it
+    path = sqlite_path(path)
     if Path(path).exists():
         return None
     where = Path(path).resolve()

@@ -10,7 +10,7 @@ import sys
 from core.clock import RandomIds, SystemClock
 from core.config import CoreConfig
 from core.domain import Organisation, OrgSettings
-from core.store.sqlite import SqliteStore
+from core.store.factory import open_store
 
 # Slugs appear in URLs and CLI flags: lowercase words joined by single hyphens.
 MAX_SLUG_CHARS = 63
@@ -38,7 +38,7 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
         print(f"error: {ns.slug!r} is not a valid slug (lowercase letters, digits and single "
               f"hyphens, at most {MAX_SLUG_CHARS} characters)", file=sys.stderr)
         return 2
-    store = SqliteStore(config.database)
+    store = open_store(config.database)
     await store.open()
     try:
         if ns.orgs_command == "create":

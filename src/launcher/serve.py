@@ -101,7 +101,7 @@ async def start(config: CoreConfig, options: ServeOptions,
             raise StartError(f"cannot start: the database {config.database} cannot be "
                              f"written ({exc.cause})") from exc
         if options.demo:
-            await seed_demo(core.store, core.auth, core.ids, core.clock)
+            await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
             # The secret demo key stays out of the log (README.md lists it): a log line
             # with a secret in it would teach log readers to expect one.
             log.info("demo organisation ready (publishable demo key ab_live_demo_widget_key; "
