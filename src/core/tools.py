@@ -9,6 +9,7 @@ from typing import Any
 
 from core.domain import AgentRecord
 from core.events import ActionData
+from core.observability import tracing
 from core.providers.base import ToolSpec
 from core.providers.registry import knowledge_base_for
 from core.tool_run import ToolContext, ToolFn, ToolRun
@@ -142,12 +143,13 @@ class ServerTools:
         except ValueError as exc:
             return ToolRun({"error": f"invalid arguments: {exc}"}, is_error=True)
         kind = config.get("kind")
-        try:
-            if kind == "builtin":
-                return await BUILTIN_TOOLS[name](ctx, args, config)
-            if kind == "webhook":
-                return await call_webhook(ctx, config, args)
-        except Exception as exc:  # a tool failure is reported to the model, not raised
-            log.warning("tool %s failed: %s", name, exc)
-            return ToolRun({"error": f"tool failed: {type(exc).__name__}"}, is_error=True)
+        with tracing.span("tool.run", {"tool.name": name, "tool.kind": str(kind)}):
+            try:
+                if kind == "builtin":
+                    return await BUILTIN_TOOLS[name](ctx, args, config)
+                if kind == "webhook":
+                    return await call_webhook(ctx, config, args)
+            except Exception as exc:  # a tool failure is reported to the model, not raised
+                log.warning("tool %s failed: %s", name, exc)
+                return ToolRun({"error": f"tool failed: {type(exc).__name__}"}, is_error=True)
         return ToolRun({"error": f"tool {name!r} cannot run on the server"}, is_error=True)

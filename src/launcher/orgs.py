@@ -27,6 +27,18 @@ _LIMITS = {
 }
 
 
+_HELP = {
+    "rps": "requests per second each key may make (token bucket refill rate)",
+    "burst": "requests a key may make at once before --rps applies",
+    "max_streams": "streams a key may hold open at once",
+    "daily_budget_micros": "organisation spend per UTC day, micro-dollars (0: no limit)",
+    "monthly_budget_micros": "organisation spend per UTC month, micro-dollars (0: no limit)",
+    "user_daily_budget_micros": "spend per end user per UTC day, micro-dollars (0: no limit)",
+    "user_monthly_budget_micros": "spend per end user per UTC month, micro-dollars "
+                                  "(0: no limit)",
+}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     org = sub.add_parser("org", help="show or change an organisation's settings")
     org_sub = org.add_subparsers(dest="org_command", required=True)
@@ -36,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         add_database_option(p)
         if name == "set":
             for flag, (_, _, kind) in _LIMITS.items():
-                p.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag)
+                p.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag,
+                               help=_HELP[flag])
             p.add_argument("--allowed-origins", help="comma-separated origins ('' for none); "
                            "replaces the list")
             p.add_argument("--add-origin", action="append", default=[], metavar="ORIGIN",
@@ -44,8 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                            "http://localhost:* for any port); repeatable")
             p.add_argument("--remove-origin", action="append", default=[], metavar="ORIGIN",
                            help="stop allowing an origin; repeatable")
-            p.add_argument("--require-identity", action=argparse.BooleanOptionalAction)
-            p.add_argument("--allow-anonymous", action=argparse.BooleanOptionalAction)
+            p.add_argument("--require-identity", action=argparse.BooleanOptionalAction,
+                           help="require a verified user (user_token) on every chat")
+            p.add_argument("--allow-anonymous", action=argparse.BooleanOptionalAction,
+                           help="with --require-identity, still accept chats that name no user")
             # Never on the command line: argv is visible to every local user (ps, /proc)
             # and lands in shell history.
             p.add_argument("--identity-secret-file", metavar="PATH",

@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
                       help="USD per 1M completion tokens, e.g. 10.00")
     list_ = prices_sub.add_parser("list", help="list the price table")
     delete = prices_sub.add_parser("delete", help="remove a model's prices")
-    delete.add_argument("model")
+    delete.add_argument("model", help="model name whose prices to remove")
     for p in (set_, list_, delete):
         p.add_argument("--org", default="demo", help="organisation slug")
         add_database_option(p)

@@ -65,6 +65,7 @@ from core.events import (
     UsageEvent,
 )
 from core.ids import canonical_conversation_id
+from core.observability.turns import observe_provider, turn_finished
 from core.providers.base import (
     ChatMessage,
     GenerationRequest,
@@ -455,7 +456,7 @@ class TurnEngine:
                 live.emit(TextDelta(decision.message))
                 status = TurnStatus.ROUTED
             else:
-                provider = self._provider_factory(agent)
+                provider = observe_provider(self._provider_factory(agent), agent)
                 tool_ctx = ToolContext(live.org_id, live.conversation_id, agent, self.store,
                                        self.clock, self.ids)
                 tools = client_tools.merge_tools(self.tools.specs(agent), request.client_tools)
@@ -578,6 +579,7 @@ class TurnEngine:
                 new.cost_micros, now,
             ) if new.total_tokens or new.cost_micros else None,
         )
+        turn_finished(live, agent, request.dialect, status, new)
 
     # -- reading and controlling turns --------------------------------------------------
 

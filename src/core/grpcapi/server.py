@@ -26,6 +26,9 @@ from core.grpcapi.inprocess import HandlerRegistry, InProcessChannel
 from core.grpcapi.readiness import StoreReadiness
 from core.grpcapi.services import ServiceRegistrar
 from core.keys import Authenticator
+from core.observability.grpc_server import ObservabilityInterceptor
+from core.observability.metrics import track_live_turns
+from core.observability.store import instrument_store
 from core.pricing import Pricing
 from core.retention import Retention
 from core.store.base import Store
@@ -63,7 +66,7 @@ class CoreServer:
         services: Sequence[ServiceRegistrar] = (),
     ) -> None:
         self.config = config
-        self.store: Store = store or open_store(config.database)
+        self.store: Store = instrument_store(store or open_store(config.database))
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
         self.sessions = SessionTokens(self.clock)  # flow session tokens (third key kind)
@@ -72,6 +75,7 @@ class CoreServer:
         self.agents = AgentCatalog(self.store, config.knowledge_root)
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
                                  pricer=self.pricing.price, agents=self.agents)
+        track_live_turns(self.engine.live)
         self.retention = Retention(self.store, self.clock, config.event_retention_days)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -103,7 +107,8 @@ class CoreServer:
             ("grpc.server.max_pending_requests_hard_limit", self.config.max_concurrent_rpcs),
         ]
         self.concurrency = ConcurrencyInterceptor(self.config.max_concurrent_rpcs)
-        interceptors = [self.concurrency, AuthInterceptor(
+        # Observability first: it sees every outcome, refused calls included.
+        interceptors = [ObservabilityInterceptor(), self.concurrency, AuthInterceptor(
             self.auth, clientaddr.networks(self.config.trusted_proxies))]
         server = grpc.aio.server(
             interceptors=interceptors,

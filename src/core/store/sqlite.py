@@ -90,6 +90,10 @@ class SqliteStore(SqliteFlowsMixin):
         row = await self.db.fetchone("SELECT * FROM organisations WHERE id = ?", (org_id,))
         return self._org(row) if row else None
 
+    async def list_orgs(self) -> list[Organisation]:
+        rows = await self.db.fetchall("SELECT * FROM organisations ORDER BY slug")
+        return [self._org(row) for row in rows]
+
     async def get_org_by_slug(self, slug: str) -> Organisation | None:
         row = await self.db.fetchone("SELECT * FROM organisations WHERE slug = ?", (slug,))
         return self._org(row) if row else None
