@@ -72,17 +72,20 @@ class Harness:
         database: str | None = None,
         services: tuple[ServiceRegistrar, ...] = (),
         transport: str | None = None,
+        serve: ServeOptions | None = None,
+        core_config: dict[str, Any] | None = None,
         **config_changes: Any,
     ) -> Harness:
         database = database or str(tmp_path / "switchboard.db")
         config = CoreConfig(
             port=0, database=database, engine=engine or EngineConfig(detach_grace_s=0.0),
-            **config_changes,
+            **config_changes, **(core_config or {}),
         )
         core = CoreServer(config, clock=clock, ids=ids, services=services)
         transport = transport or TRANSPORT
         assert transport in TRANSPORTS, transport
-        options = ServeOptions(http_port=0, in_process=transport == "inprocess")
+        options = serve or ServeOptions(http_port=0)
+        options = replace(options, in_process=transport == "inprocess")
         running = await start(config, options, core=core)
         org_id = await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
         return cls(running, org_id, database, transport)

@@ -84,7 +84,10 @@ class Budgets:
         self._clock = clock
         self._price = price
 
-    async def check(self, org: Organisation, request: TurnRequest, model: str = "") -> None:
+    async def check(self, org: Organisation, request: TurnRequest, model: str = "",
+                    user: str = "") -> None:
+        """`user` is whom per-user budgets charge (core.ratelimit.budget_user); it
+        defaults to the request's user id."""
         budget = Budget.from_settings(org.settings.extra)
         if budget.unlimited:
             return
@@ -92,7 +95,7 @@ class Budgets:
         day, next_day, month, next_month = period_starts(now)
         estimate = (await self._price(org.id, estimate_usage(
             request, model or budget.estimate_model))).cost_micros
-        user = request.user_id or "anonymous"
+        user = user or request.user_id or "anonymous"
         checks = [
             (budget.daily_micros, day, next_day, "", "daily"),
             (budget.monthly_micros, month, next_month, "", "monthly"),

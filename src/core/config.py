@@ -32,3 +32,10 @@ class CoreConfig:
     keepalive_time_ms: int = 60_000
     keepalive_timeout_ms: int = 20_000
     min_client_ping_interval_ms: int = 10_000
+    # Peers (besides loopback) whose x-switchboard-client metadata names the visitor.
+    trusted_proxies: tuple[str, ...] = ()
+    # TLS for the gRPC port (PEM files; both or neither). With tls_client_ca set, clients
+    # must present a certificate signed by it (mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""

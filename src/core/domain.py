@@ -68,6 +68,7 @@ class ApiKey:
     name: str
     created_at: datetime
     revoked: bool = False
+    expires_at: datetime | None = None  # set by rotation: the overlap's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Principal:
     # Session keys are bound to one agent and conversation.
     agent_id: str = ""
     conversation_id: str = ""
+    client: str = ""  # the visitor's network address, as far as it can be trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class ConversationRecord:
     context: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     message_count: int = 0
+    owner: str = "anonymous"  # see core.engine.admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,3 +216,6 @@ class TurnRequest:
     intent_name: str = ""
     dialect: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # Whom the usage ledger charges (set by the engine, never by a client): see
+    # core.ratelimit.budget_user.
+    ledger_user: str = ""

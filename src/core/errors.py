@@ -67,6 +67,7 @@ class Reason(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     CONCURRENCY_LIMITED = "concurrency_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
+    STORAGE_QUOTA_EXCEEDED = "storage_quota_exceeded"
     WAIT_EXPIRED = "wait_expired"
     WAIT_ALREADY_USED = "wait_already_used"
     WAIT_NOT_FOUND = "wait_not_found"

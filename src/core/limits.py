@@ -24,6 +24,15 @@ MAX_AGENT_STEPS = 8  # model calls per turn (tool loops)
 # body limit sits above it and the gRPC limit above that, so a legal request never trips a
 # transport limit and an oversized body is refused by the shim with its dialect's 413.
 MAX_REQUEST_BODY_BYTES = 40 * 1024 * 1024
+# Routes whose legal bodies are small (no images, history or tool results) read at most
+# this much.
+MAX_SMALL_BODY_BYTES = 256 * 1024
+# Image-carrying bodies being read and parsed at once, per shim process (each may be
+# MAX_REQUEST_BODY_BYTES): bounds the memory a burst of large bodies can take.
+MAX_LARGE_BODIES_IN_FLIGHT = 4
+# HTTP connection bounds of the shim.
+REQUEST_HEAD_TIMEOUT_S = 10.0
+MAX_HTTP_CONNECTIONS = 2048
 MAX_GRPC_MESSAGE_BYTES = 48 * 1024 * 1024
 # Nesting of a JSON request body (objects and arrays; the body itself is level 1).
 # protobuf parsers refuse messages nested deeper than 100 levels and every JSON level is

@@ -1,7 +1,13 @@
-"""Per-key rate limits: a token bucket for requests and a cap on concurrent streams.
+"""Per-key and per-visitor rate limits: token buckets for requests and a cap on
+concurrent streams.
 
 Limits are configured per organisation (`OrgSettings.extra["rate_limit"]`:
-`{"rps": float, "burst": int, "max_streams": int}`), with the defaults below. Buckets are
+`{"rps": float, "burst": int, "max_streams": int, "visitor_rps": float,
+"visitor_burst": int}`), with the defaults below. A publishable key (and its flow
+sessions) is shared by every visitor of a site, so besides the key's bucket each visitor
+has one: a verified user by their user id, anyone else by their client address
+(core.clientaddr: never a client-chosen string). Secret keys are server-side code and
+only have the key's bucket. Buckets are
 kept per key in this process; `RateLimiter` is the seam where a Redis implementation
 (a Lua token bucket and a counter per key, shared by replicas) slots in.
 
@@ -21,11 +27,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.clock import Clock
+from core.domain import KeyKind, Principal
 from core.errors import Code, Reason, SwitchboardError
 
 DEFAULT_RPS = 10.0
 DEFAULT_BURST = 20
 DEFAULT_MAX_STREAMS = 50
+DEFAULT_VISITOR_RPS = 5.0
+DEFAULT_VISITOR_BURST = 20
 MAX_TRACKED_KEYS = 100_000
 
 
@@ -34,6 +43,8 @@ class RateLimit:
     rps: float = DEFAULT_RPS
     burst: int = DEFAULT_BURST
     max_streams: int = DEFAULT_MAX_STREAMS
+    visitor_rps: float = DEFAULT_VISITOR_RPS
+    visitor_burst: int = DEFAULT_VISITOR_BURST
 
     @classmethod
     def from_settings(cls, extra: dict[str, Any]) -> RateLimit:
@@ -42,7 +53,31 @@ class RateLimit:
             rps=float(raw.get("rps", DEFAULT_RPS)),
             burst=int(raw.get("burst", DEFAULT_BURST)),
             max_streams=int(raw.get("max_streams", DEFAULT_MAX_STREAMS)),
+            visitor_rps=float(raw.get("visitor_rps", DEFAULT_VISITOR_RPS)),
+            visitor_burst=int(raw.get("visitor_burst", DEFAULT_VISITOR_BURST)),
         )
+
+    def per_visitor(self) -> RateLimit:
+        return RateLimit(rps=self.visitor_rps, burst=self.visitor_burst)
+
+
+def visitor_key(principal: Principal, user_id: str, verified: bool) -> str:
+    """The bucket of the visitor behind a widget-key call ("" for secret keys, and when
+    the visitor cannot be told apart)."""
+    if principal.key_kind == KeyKind.SECRET:
+        return ""
+    if verified:
+        return f"{principal.key_id}/user:{user_id}"
+    return f"{principal.key_id}/addr:{principal.client}" if principal.client else ""
+
+
+def budget_user(principal: Principal, user_id: str, verified: bool) -> str:
+    """Whom per-user budgets charge: the verified user, the visitor's address when
+    unverified (a claimed user_id would let anyone spend another's budget, or dodge their
+    own), or, for trusted secret-key callers, the user id they name."""
+    if principal.key_kind == KeyKind.SECRET or verified:
+        return user_id or "anonymous"
+    return f"visitor:{principal.client}" if principal.client else "anonymous"
 
 
 class RateLimiter(Protocol):

@@ -9,8 +9,8 @@ from core.agents.catalog import AgentCatalog
 from core.agents.definition import AgentDefinition, AgentDefinitionError, load_agent_file
 from core.clock import RandomIds, SystemClock
 from core.config import CoreConfig
-from core.domain import Organisation, OrgSettings
-from core.keys import Authenticator
+from core.domain import ApiKey, Organisation, OrgSettings
+from core.keys import DEFAULT_ROTATION_OVERLAP_S, KEY_CACHE_TTL_S, Authenticator
 from core.store.factory import open_store
 
 
@@ -27,7 +27,18 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
     await store.open()
     clock, ids = SystemClock(), RandomIds()
     try:
+        if ns.command == "keys" and ns.keys_command in ("revoke", "rotate"):
+            return await _key_lifecycle(ns, Authenticator(store, clock), ids)
         org = await store.get_org_by_slug(ns.org)
+        if ns.command == "keys" and ns.keys_command == "list":
+            if org is None:
+                print(f"error: organisation {ns.org!r} not found", file=sys.stderr)
+                return 2
+            print("id\tkind\tprefix\tname\tcreated\tstatus")
+            for key in await store.list_keys(org.id):
+                print(f"{key.id}\t{key.kind}\t{key.prefix}\t{key.name}\t"
+                      f"{key.created_at.isoformat(timespec='seconds')}\t{_status(key, clock)}")
+            return 0
         if ns.command == "keys":
             if org is None:
                 org = Organisation(ids.uuid(), ns.org, ns.org, OrgSettings(), clock.now())
@@ -63,6 +74,39 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
         return 0
     finally:
         await store.close()
+
+
+def _status(key: ApiKey, clock: SystemClock) -> str:
+    if key.revoked:
+        return "revoked"
+    if key.expires_at is not None:
+        if clock.now() >= key.expires_at:
+            return "expired"
+        return f"expires {key.expires_at.isoformat(timespec='seconds')}"
+    return "active"
+
+
+async def _key_lifecycle(ns: argparse.Namespace, auth: Authenticator, ids: RandomIds) -> int:
+    if ns.keys_command == "revoke":
+        if not await auth.revoke(ns.key_id):
+            print(f"error: no active key {ns.key_id!r}", file=sys.stderr)
+            return 2
+        print(f"revoked key {ns.key_id} (refused within {KEY_CACHE_TTL_S:g} s everywhere)")
+        return 0
+    overlap = DEFAULT_ROTATION_OVERLAP_S if ns.overlap is None else ns.overlap
+    if overlap < 0:
+        print("error: --overlap must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        key, raw = await auth.rotate(ns.key_id, ids, overlap)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {key.kind} key {key.id} replacing {ns.key_id} "
+          f"(the old key works for {overlap:g} more seconds)")
+    print(raw)
+    print("(shown once: store it now)", file=sys.stderr)
+    return 0
 
 
 def _summary(definition: AgentDefinition) -> str:

@@ -10,11 +10,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from core.clientaddr import networks
 from core.config import CoreConfig
 from core.engine.turns import EngineConfig
 from core.store.factory import StoreURLError
 from launcher.options import add_database_option
+
+if TYPE_CHECKING:
+    from launcher.serve import ServeOptions
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -33,6 +38,11 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
         config = replace(config, port=ns.grpc_port)
     if getattr(ns, "grpc_host", None):
         config = replace(config, host=ns.grpc_host)
+    if getattr(ns, "tls_cert", None) or getattr(ns, "tls_key", None):
+        config = replace(config, tls_cert=ns.tls_cert, tls_key=ns.tls_key,
+                         tls_client_ca=ns.tls_client_ca)
+    if getattr(ns, "trusted_proxy", None):
+        config = replace(config, trusted_proxies=tuple(ns.trusted_proxy))
     engine = EngineConfig()
     if getattr(ns, "detach_grace", None) is not None:
         engine = replace(engine, detach_grace_s=ns.detach_grace)
@@ -48,6 +58,43 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
+
+
+def _add_security_flags(p: argparse.ArgumentParser) -> None:
+    """TLS, trusted proxies and connection bounds (README "Security")."""
+    p.add_argument("--tls-cert", default="", help="PEM certificate: serve TLS on the gRPC "
+                   "port and the HTTP port (plain text stays the default on loopback)")
+    p.add_argument("--tls-key", default="", help="PEM private key for --tls-cert")
+    p.add_argument("--tls-client-ca", default="",
+                   help="core: require gRPC client certificates signed by this CA")
+    p.add_argument("--core-tls-ca", default="", help="shim: reach a TLS core, verifying "
+                   "it with this CA bundle (default with --tls-cert: that certificate)")
+    p.add_argument("--core-tls-cert", default="", help="shim: client certificate for the core")
+    p.add_argument("--core-tls-key", default="", help="shim: key of --core-tls-cert")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="a proxy whose X-Forwarded-For names the client (repeatable)")
+    p.add_argument("--request-head-timeout", type=_positive_seconds, default=None,
+                   help="seconds a connection may take to send its request head (10)")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="open HTTP connections per process (2048, kept below the fd limit)")
+
+
+def _serve_options(ns: argparse.Namespace) -> ServeOptions:
+    from launcher.serve import ServeOptions
+    from shim.config import ShimConfig
+
+    shim = ShimConfig(
+        trusted_proxies=networks(ns.trusted_proxy),
+        core_tls_ca=ns.core_tls_ca or (ns.tls_cert if ns.role == "all" else ""),
+        core_tls_cert=ns.core_tls_cert, core_tls_key=ns.core_tls_key,
+    )
+    if ns.request_head_timeout is not None:
+        shim = replace(shim, request_head_timeout_s=ns.request_head_timeout)
+    if ns.max_connections is not None:
+        shim = replace(shim, max_connections=ns.max_connections)
+    return ServeOptions(role=ns.role, demo=ns.demo, http_host=ns.http_host,
+                        http_port=ns.http_port, core_target=ns.core, shim=shim,
+                        tls_cert=ns.tls_cert, tls_key=ns.tls_key)
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -81,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="prune the event log of finished turns older than this many "
                             "days (transcripts stay; default: keep)")
     _add_knowledge_root(serve)
+    _add_security_flags(serve)
     _add_db(serve)
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -90,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--kind", choices=("publishable", "secret"), default="secret")
     create.add_argument("--name", default="")
     _add_db(create)
+    listing = keys_sub.add_parser("list", help="list an organisation's keys (never the keys)")
+    listing.add_argument("--org", default="demo", help="organisation slug")
+    _add_db(listing)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key now (and its flow sessions)")
+    revoke.add_argument("key_id")
+    _add_db(revoke)
+    rotate = keys_sub.add_parser("rotate", help="a new key; the old one works for --overlap")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--overlap", type=float, default=None,
+                        help="seconds the old key stays valid (default 86400)")
+    _add_db(rotate)
 
     agents = sub.add_parser("agents", help="manage agents")
     agents_sub = agents.add_subparsers(dest="agents_command", required=True)
@@ -127,10 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format=LOG_FORMAT)
     try:
         if ns.command == "serve":
-            from launcher.serve import ServeOptions, StartError, serve_forever
+            from launcher.serve import StartError, serve_forever
 
-            options = ServeOptions(role=ns.role, demo=ns.demo, http_host=ns.http_host,
-                                   http_port=ns.http_port, core_target=ns.core)
+            try:
+                options = _serve_options(ns)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             try:
                 asyncio.run(serve_forever(_config(ns), options))
             except StartError as exc:

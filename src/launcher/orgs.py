@@ -7,10 +7,12 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from core.config import CoreConfig
 from core.domain import OrgSettings
+from core.engine.identity import MIN_IDENTITY_SECRET_BYTES
 from core.store.factory import open_store
 from launcher.options import add_database_option
 
@@ -38,7 +40,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             p.add_argument("--allowed-origins", help="comma-separated origins ('' for none)")
             p.add_argument("--require-identity", action=argparse.BooleanOptionalAction)
             p.add_argument("--allow-anonymous", action=argparse.BooleanOptionalAction)
-            p.add_argument("--identity-secret")
+            # Never on the command line: argv is visible to every local user (ps, /proc)
+            # and lands in shell history.
+            p.add_argument("--identity-secret-file", metavar="PATH",
+                           help="read the identity secret (at least "
+                                f"{MIN_IDENTITY_SECRET_BYTES} bytes) from PATH, or - for "
+                                "standard input")
+
+
+def read_identity_secret(path: str) -> str:
+    """The secret in a file (or stdin for "-"), one trailing newline stripped; raises
+    ValueError when it is shorter than MIN_IDENTITY_SECRET_BYTES."""
+    raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    secret = raw.removesuffix("\n").removesuffix("\r")
+    if len(secret.encode("utf-8")) < MIN_IDENTITY_SECRET_BYTES:
+        raise ValueError(f"the identity secret must be at least {MIN_IDENTITY_SECRET_BYTES} "
+                         "bytes (e.g. `openssl rand -base64 48`)")
+    return secret
 
 
 def _public(settings: OrgSettings) -> dict[str, Any]:
@@ -59,7 +77,9 @@ def _apply(settings: OrgSettings, ns: argparse.Namespace) -> OrgSettings:
     if ns.allowed_origins is not None:
         changes["allowed_origins"] = tuple(o.strip() for o in ns.allowed_origins.split(",")
                                            if o.strip())
-    for name in ("require_identity", "allow_anonymous", "identity_secret"):
+    if ns.identity_secret_file is not None:
+        changes["identity_secret"] = read_identity_secret(ns.identity_secret_file)
+    for name in ("require_identity", "allow_anonymous"):
         if getattr(ns, name) is not None:
             changes[name] = getattr(ns, name)
     return replace(settings, **changes)
@@ -77,7 +97,7 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
         if ns.org_command == "set":
             try:
                 settings = _apply(settings, ns)
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             await store.update_org_settings(org.id, settings)

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -15,6 +16,8 @@ from core.demo.seed import seed_demo
 from core.grpcapi.server import CoreServer
 from core.store.failures import StoreUnavailable
 from shim.app import create_app
+from shim.config import ShimConfig
+from shim.connections import GuardedSite
 from shim.malformed import ShimRunner
 
 log = logging.getLogger("switchboard")
@@ -30,6 +33,10 @@ class ServeOptions:
     # With both roles in one process the shim calls the core's handlers directly;
     # False keeps a real gRPC channel over loopback (tests run both paths).
     in_process: bool = True
+    shim: ShimConfig = field(default_factory=ShimConfig)
+    # TLS for the shim's HTTP port (both or neither).
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 class StartError(Exception):
@@ -38,6 +45,17 @@ class StartError(Exception):
 
 class ListenError(StartError):
     """A port could not be bound (in use, not permitted)."""
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """TLS for the shim's HTTP port, from PEM files (None: plain HTTP)."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 class Running:
@@ -84,11 +102,16 @@ async def start(config: CoreConfig, options: ServeOptions,
     if options.role in ("all", "shim"):
         target = options.core_target or f"{config.host}:{core.port if core else config.port}"
         channel = core.channel() if core is not None and options.in_process else None
-        app = create_app(target, core_channel=channel)
+        app = create_app(target, config=options.shim, core_channel=channel)
         runner = ShimRunner(app, access_log=logging.getLogger("switchboard.http"),
                             shutdown_timeout=5.0)
         await runner.setup()
-        site = web.TCPSite(runner, options.http_host, options.http_port)
+        site = GuardedSite(
+            runner, options.http_host, options.http_port,
+            head_timeout_s=options.shim.request_head_timeout_s,
+            max_connections=options.shim.max_connections,
+            ssl_context=server_ssl_context(options.tls_cert, options.tls_key),
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -97,10 +120,9 @@ async def start(config: CoreConfig, options: ServeOptions,
                 await core.stop(grace_s=0)
             raise ListenError(f"cannot listen for HTTP on {options.http_host}:"
                               f"{options.http_port}: {exc.strerror or exc}") from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        http_port = sockets[0].getsockname()[1] if sockets else options.http_port
-        log.info("shim listening on http://%s:%d (core %s)", options.http_host, http_port,
+        http_port = site.port
+        log.info("shim listening on %s://%s:%d (core %s)",
+                 "https" if options.tls_cert else "http", options.http_host, http_port,
                  "in process" if channel is not None else f"at {target}")
     return Running(core, runner, http_port)
 

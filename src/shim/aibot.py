@@ -323,7 +323,7 @@ class Fold:
 
 async def send_message(request: web.Request) -> web.StreamResponse:
     try:
-        turn = parse(await read_json_object(request), request.match_info["AgentId"],
+        turn = parse(await read_json_object(request, large=True), request.match_info["AgentId"],
                      origin(request))
         turn.idempotency_key = idempotency_key(request)
     except BadRequest as exc:

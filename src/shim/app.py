@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from core.limits import MAX_REQUEST_BODY_BYTES
+from shim.config import ShimConfig, install
 from shim.core_client import CoreClient
 
 log = logging.getLogger("switchboard.shim")
@@ -51,17 +52,19 @@ def default_dialects() -> list[Dialect]:
 
 
 def create_app(core_target: str, dialects: Sequence[Dialect] | None = None, *,
-               core_channel: Any = None) -> web.Application:
+               config: ShimConfig | None = None, core_channel: Any = None) -> web.Application:
     """The shim, reaching the core at `core_target` over gRPC, or through `core_channel`
     (a core's in-process channel) when given."""
+    config = config or ShimConfig()
     app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
+    install(app, config)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for setup in default_dialects() if dialects is None else dialects:
         setup(app)
 
     async def core_client(app: web.Application):  # type: ignore[no-untyped-def]
-        app[CORE] = CoreClient(core_target, core_channel)
+        app[CORE] = CoreClient(core_target, config, core_channel)
         yield
         await app[CORE].close()
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from aiohttp import web
 
+from core.keys import KEY_CACHE_TTL_S
+from core.limits import MAX_REQUEST_BODY_BYTES, MAX_SMALL_BODY_BYTES
 from shim import json_body
 from shim.app import CORE
+from shim.config import KEY_VERDICTS, LARGE_BODIES
 from shim.core_client import (
     CoreError,
     RefusedCall,
@@ -24,6 +28,7 @@ from shim.core_client import (
 from switchboard.v1 import chat_pb2, events_pb2
 
 log = logging.getLogger("switchboard.shim")
+MAX_KEY_VERDICTS = 10_000
 
 
 class BadRequest(Exception):
@@ -31,26 +36,92 @@ class BadRequest(Exception):
     with their 400 envelope; `reason` matches the core's reasons where one applies."""
 
     def __init__(self, message: str, reason: str = "invalid_argument",
-                 field: str = "") -> None:
+                 field: str = "", error: CoreError | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
         self.field = field
+        self.error = error
+
+    @classmethod
+    def of(cls, error: CoreError) -> BadRequest:
+        """A core refusal met before the body was read (the key check), rendered by the
+        dialect exactly as if the core had answered the call."""
+        return cls(error.message, error.reason, error=error)
 
     def as_core_error(self) -> CoreError:
+        if self.error is not None:
+            return self.error
         metadata = {"field": self.field} if self.field else {}
         return CoreError("INVALID_ARGUMENT", self.reason, self.message, metadata)
 
 
-async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object ({} for an empty body when `optional`); malformed
-    JSON is a BadRequest, never a 500."""
+TOO_LARGE = "The request body is too large."
+
+
+async def check_key(request: web.Request) -> None:
+    """Authenticate the caller from the Authorization header alone, before any body is
+    read (no work before authentication). Valid keys are remembered for KEY_CACHE_TTL_S,
+    the core's own bound on how long a revoked key may keep working; refusals are not,
+    so a client cannot make the shim believe anything. Raises BadRequest carrying the
+    core's UNAUTHENTICATED error."""
+    header = request.headers.get("Authorization", "")
+    verdicts: dict[str, float] = request.app[KEY_VERDICTS]
+    now = time.monotonic()
+    seen = verdicts.get(header)
+    if seen is not None and now - seen < KEY_CACHE_TTL_S:
+        return
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        # aiohttp's own answer would be a plain-text 413; every dialect renders this
-        # reason as a 413 in its envelope.
-        raise BadRequest("The request body is too large.", reason="payload_too_large") from None
+        await request.app[CORE].chat.CheckKey(chat_pb2.CheckKeyRequest(),
+                                             metadata=call_metadata(request))
+    except grpc.aio.AioRpcError as exc:
+        raise BadRequest.of(decode_error(exc)) from None
+    if len(verdicts) > MAX_KEY_VERDICTS:
+        verdicts.clear()
+    verdicts[header] = now
+
+
+async def _read_capped(request: web.Request, cap: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        raise BadRequest(TOO_LARGE, reason="payload_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:  # chunked bodies declare no length: count while reading
+            raise BadRequest(TOO_LARGE, reason="payload_too_large")
+        chunks.append(chunk)
+
+
+async def read_json_object(request: web.Request, *, optional: bool = False,
+                           large: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object ({} for an empty body when `optional`); malformed
+    JSON is a BadRequest, never a 500.
+
+    The key is checked first, from the header. Routes whose legal bodies are small
+    (stop, sessions, flow messages, slug) read at most MAX_SMALL_BODY_BYTES; `large`
+    turn routes (Halo with images, aibot with history and tool results) up to
+    MAX_REQUEST_BODY_BYTES, and a body
+    larger than the small cap is read and parsed only while holding one of
+    MAX_LARGE_BODIES_IN_FLIGHT slots, so a burst of large bodies cannot take the
+    process's memory (or event loop) at once."""
+    await check_key(request)
+    declared = request.content_length
+    if not large or (declared is not None and declared <= MAX_SMALL_BODY_BYTES):
+        return _parse(await _read_capped(request, MAX_SMALL_BODY_BYTES), optional)
+    if declared is not None and declared > MAX_REQUEST_BODY_BYTES:
+        raise BadRequest(TOO_LARGE, reason="payload_too_large")
+    async with request.app[LARGE_BODIES]:
+        raw = await _read_capped(request, MAX_REQUEST_BODY_BYTES)
+        # Parsing a large body is CPU work: off the event loop, still under the gate.
+        return await asyncio.to_thread(_parse, raw, optional)
+
+
+def _parse(raw: bytes, optional: bool) -> dict[str, Any]:
     if not raw.strip():
         if optional:
             return {}
@@ -211,10 +282,11 @@ class TurnStream:
         """Every event received and not yet read, waiting for at least one; None at the
         end of the stream; [] when `wake` woke the reader first. A failed call raises
         CoreCallError (a cancelled one, CancelledError, as grpc.aio does)."""
-        if self._pending:
-            pending, self._pending = self._pending, []
-            return pending
         source = self._source
+        if self._pending:
+            # What `first()` read ahead, and whatever arrived since, in one batch.
+            pending, self._pending = self._pending, []
+            return pending + [reply.event for reply in source.take_ready()]
         while True:
             replies = source.take_ready()
             if replies:
@@ -257,14 +329,15 @@ def stream_chat(request: web.Request, turn: chat_pb2.TurnInput) -> TurnStream:
     return TurnStream(call)
 
 
-async def stop_turn(request: web.Request, conversation_id: str,
-                    dialect: str) -> chat_pb2.StopTurnResponse:
+async def stop_turn(request: web.Request, conversation_id: str, dialect: str,
+                    user_id: str = "", user_token: str = "") -> chat_pb2.StopTurnResponse:
     """Stop the running turn of a conversation (any dialect's rendering of its id); returns
     once the turn is stored. Raises CoreCallError."""
     try:
         reply: chat_pb2.StopTurnResponse = await request.app[CORE].chat.StopTurn(
             chat_pb2.StopTurnRequest(conversation_id=conversation_id,
-                                     origin=origin_of(request), dialect=dialect),
+                                     origin=origin_of(request), dialect=dialect,
+                                     user_id=user_id, user_token=user_token),
             metadata=call_metadata(request),
         )
         return reply

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +18,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from core import clientaddr
 from core.limits import MAX_GRPC_MESSAGE_BYTES
+from shim.config import ShimConfig, config_of
 from switchboard.v1 import chat_pb2_grpc
 
 MAX_MESSAGE_BYTES = MAX_GRPC_MESSAGE_BYTES
@@ -72,17 +75,23 @@ class CoreClient:
     core in the same process, its in-process channel (`CoreServer.channel()`), which the
     same stubs use without HTTP/2 (see core.grpcapi.inprocess)."""
 
-    def __init__(self, target: str, channel: Any = None) -> None:
+    def __init__(self, target: str, config: ShimConfig | None = None,
+                 channel: Any = None) -> None:
         self.target = target
         self.in_process = channel is not None
-        self.channel = channel if channel is not None else grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.keepalive_time_ms", 30_000),
-            ],
-        )
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 30_000),
+        ]
+        config = config or ShimConfig()
+        if channel is not None:
+            self.channel = channel
+        elif config.core_tls_ca:
+            self.channel = grpc.aio.secure_channel(target, tls_credentials(
+                config.core_tls_ca, config.core_tls_cert, config.core_tls_key), options)
+        else:
+            self.channel = grpc.aio.insecure_channel(target, options)
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -99,6 +108,16 @@ class CoreClient:
         await self.channel.close()
 
 
+def tls_credentials(ca: str, cert: str = "", key: str = "") -> grpc.ChannelCredentials:
+    """Credentials to reach a TLS core: its CA bundle, and optionally a client
+    certificate (for a core that requires one)."""
+    def read(path: str) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    return grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key),
+                                        certificate_chain=read(cert))
+
+
 def _metadata_safe(value: str) -> bool:
     """gRPC metadata values are printable ASCII. aiohttp hands over header bytes as UTF-8
     (undecodable bytes as lone surrogates): anything else cannot be sent to the core."""
@@ -113,10 +132,22 @@ def forward_metadata(request: web.Request, **extra: str) -> list[tuple[str, str]
     auth = request.headers.get("Authorization")
     if auth and _metadata_safe(auth):
         md.append(("authorization", auth))
+    client = client_address(request)
+    if client:
+        # The core trusts this only from the shim's (loopback or trusted-proxy) address.
+        md.append((clientaddr.CLIENT_METADATA, client))
     for key, value in extra.items():
         if value and _metadata_safe(value):
             md.append((key.replace("_", "-"), value))
     return md
+
+
+def client_address(request: web.Request) -> str:
+    """The visitor's address: the peer, or X-Forwarded-For from a trusted proxy."""
+    return clientaddr.forwarded_client(
+        request.remote or "", request.headers.get("X-Forwarded-For", ""),
+        config_of(request.app).trusted_proxies,
+    )
 
 
 def header_text(request: web.Request, name: str) -> str:

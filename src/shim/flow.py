@@ -244,7 +244,8 @@ async def create_session(request: web.Request) -> web.Response:
     try:
         body = await _body(request, optional=True)
         fields = {}
-        for key, attr in (("agentId", "agent"), ("conversationId", "conversation_id")):
+        for key, attr in (("agentId", "agent"), ("conversationId", "conversation_id"),
+                          ("userId", "user_id"), ("userToken", "user_token")):
             value = body.get(key)
             if value is not None and not isinstance(value, str):
                 raise _Invalid(_validation(key, f"{key} must be a string"))
@@ -266,6 +267,7 @@ async def send_message(request: web.Request) -> web.Response:
     try:
         message = parse_message(await _body(request))
         message.idempotency_key = idempotency_key(request)
+        message.origin = origin(request)
         reply = await _call(request, "SendMessage", message)
     except _Invalid as exc:
         return error_response(exc.error)

@@ -57,7 +57,7 @@ DISCONNECT_POLL_S = 0.25
 
 async def _turn_input(request: web.Request) -> chat_pb2.TurnInput:
     """The request as a TurnInput; raises BadRequest."""
-    body = await read_json_object(request)
+    body = await read_json_object(request, large=True)
     metadata = {"user_agent": header_text(request, "User-Agent")[:256]}
     if request.remote:
         metadata["client_ip"] = request.remote
@@ -299,8 +299,10 @@ async def stop(request: web.Request) -> web.Response:
     once the turn is stored (with its partial text); its stream then ends as usual, with
     the final `__ACTIONS__` record."""
     try:
-        session = _session_param((await read_json_object(request)).get("session_id"))
-        reply = await stop_turn(request, session, DIALECT)
+        body = await read_json_object(request)
+        session = _session_param(body.get("session_id"))
+        user_id, user_token = _identity(body)
+        reply = await stop_turn(request, session, DIALECT, user_id, user_token)
     except BadRequest as exc:
         return error_response(exc.as_core_error())
     except CoreCallError as exc:
@@ -309,6 +311,18 @@ async def stop(request: web.Request) -> web.Response:
         "stopped": reply.stopped,
         "session_id": session_id(canonical_conversation_id(session) or session),
     })
+
+
+def _identity(fields: dict[str, Any]) -> tuple[str, str]:
+    """`user_id` and `user_token` of a stop body or resume query: a verified user's
+    session is only theirs, so its stop and resume prove the same identity as its sends."""
+    found = []
+    for name in ("user_id", "user_token"):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string.", field=name)
+        found.append(value or "")
+    return found[0], found[1]
 
 
 def _offset(raw: str | None) -> int:
@@ -327,9 +341,10 @@ async def resume(request: web.Request) -> web.StreamResponse:
     try:
         session = _session_param(request.query.get("session_id"))
         skip = _offset(request.query.get("offset"))
+        user_id, user_token = _identity(dict(request.query))
     except BadRequest as exc:
         return error_response(exc.as_core_error())
-    stream = resume_stream(request, session, None, DIALECT)
+    stream = resume_stream(request, session, None, DIALECT, user_id, user_token)
     try:
         first = await stream.first_or_none()
     except CoreCallError as exc:

@@ -103,7 +103,12 @@ SCHEMAS: dict[str, Any] = {
     "HaloStopRequest": {
         "type": "object",
         "required": ["session_id"],
-        "properties": {"session_id": {"type": "string", "description": "chat_<uuid>"}},
+        "properties": {
+            "session_id": {"type": "string", "description": "chat_<uuid>"},
+            "user_id": {"type": "string", "description": "Who asks (a verified user's "
+                        "session is only theirs; see docs/halo.md, Identity model)."},
+            "user_token": {"type": "string", "description": "JWT proving user_id."},
+        },
     },
     "HaloStopResponse": {
         "type": "object",
@@ -248,6 +253,11 @@ PATHS: dict[str, Any] = {
                 {"name": "offset", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 0, "default": 0},
                  "description": "Bytes of the stream body already received."},
+                {"name": "user_id", "in": "query", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "Who asks (a verified user's session is only theirs)."},
+                {"name": "user_token", "in": "query", "required": False,
+                 "schema": {"type": "string"}, "description": "JWT proving user_id."},
             ],
             "responses": {
                 "200": {

@@ -61,13 +61,15 @@ def has_last_event_id(request: web.Request) -> bool:
 
 
 def resume_stream(request: web.Request, conversation_id: str,
-                  after_seq: int | None, dialect: str) -> TurnStream:
+                  after_seq: int | None, dialect: str, user_id: str = "",
+                  user_token: str = "") -> TurnStream:
     """The core's ResumeStream: events after `after_seq`, or (None) the latest turn from its
     first event, then the live turn."""
     call = request.app[CORE].chat.ResumeStream(
         chat_pb2.ResumeStreamRequest(
             conversation_id=conversation_id, after_seq=after_seq or 0,
             latest_turn=after_seq is None, origin=origin_of(request), dialect=dialect,
+            user_id=user_id, user_token=user_token,
         ),
         metadata=call_metadata(request),
     )

@@ -117,6 +117,7 @@ GENERIC: Final = ErrorTable(
         "rate_limited": (429, "rate_limited"),
         "concurrency_limited": (429, "rate_limited"),
         "budget_exceeded": (429, "budget_exceeded"),
+        "storage_quota_exceeded": (429, "storage_quota_exceeded"),
         "cancelled": (499, "cancelled"),
         "internal": (500, "internal_error"),
         "provider_error": (503, "provider_error"),

@@ -21,6 +21,7 @@ def _previous_hash(request: TurnRequest) -> str:
     data = asdict(request)
     data.pop("idempotency_key", None)
     data.pop("metadata", None)
+    data.pop("ledger_user", None)  # who is billed, not what was asked
     raw = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 

@@ -56,9 +56,11 @@ def test_usage_shows_a_table(tmp_path: Path) -> None:
 def test_org_set_changes_limits_and_hides_the_secret(tmp_path: Path) -> None:
     db = tmp_path / "sb.db"
     assert run("keys", "create", "--org", "acme", db=db).returncode == 0
+    secret_file = tmp_path / "identity-secret"
+    secret_file.write_text("s3cret-s3cret-s3cret-s3cret-s3cret\n")
     result = run("org", "set", "--org", "acme", "--rps", "2.5", "--burst", "5",
                  "--daily-budget-micros", "1000", "--allowed-origins", "https://a.example,",
-                 "--identity-secret", "s3cret-s3cret-s3cret-s3cret-s3cret", db=db)
+                 "--identity-secret-file", str(secret_file), db=db)
     assert result.returncode == 0, result.stderr
     import json
 

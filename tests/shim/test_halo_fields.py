@@ -195,8 +195,10 @@ async def test_image_size_boundary_and_data_urls(echo: Harness) -> None:
 # -- custom_fields, context, company_id -------------------------------------------------
 
 async def test_custom_fields_merge_with_stored_traits_and_persist(echo: Harness) -> None:
-    await post(echo, body(user_id="u1", custom_fields={"plan": "free", "seats": 3}))
-    await post(echo, body(user_id="u1", custom_fields={"plan": "pro"}))
+    # Stored profiles belong to verified users (an unverified user_id is only a claim).
+    await post(echo, body(user_id="u1", user_token=token("u1"),
+                          custom_fields={"plan": "free", "seats": 3}))
+    await post(echo, body(user_id="u1", user_token=token("u1"), custom_fields={"plan": "pro"}))
     user = await echo.core.store.get_end_user(echo.org_id, "u1")
     assert user is not None and user.traits == {"plan": "pro", "seats": 3}
 
@@ -211,8 +213,9 @@ async def test_custom_fields_size_boundary(echo: Harness) -> None:
 async def test_context_merges_with_stored_context_request_wins(echo: Harness) -> None:
     first = {"plan": {"label": "Plan", "type": "billing", "value": "free"},
              "page": {"label": "Page", "value": "/home"}}
-    await post(echo, body(user_id="u2", context=first))
-    await post(echo, body(user_id="u2", context={"plan": {"label": "Plan", "value": "pro"}}))
+    await post(echo, body(user_id="u2", user_token=token("u2"), context=first))
+    await post(echo, body(user_id="u2", user_token=token("u2"),
+                          context={"plan": {"label": "Plan", "value": "pro"}}))
     user = await echo.core.store.get_end_user(echo.org_id, "u2")
     assert user is not None
     assert user.context["plan"]["value"] == "pro"
@@ -221,7 +224,7 @@ async def test_context_merges_with_stored_context_request_wins(echo: Harness) ->
 
 async def test_null_context_label_and_type_mean_absent(echo: Harness) -> None:
     context = {"plan": {"label": None, "type": None, "value": "pro"}}
-    status, reply = await post(echo, body(user_id="u5", context=context))
+    status, reply = await post(echo, body(user_id="u5", user_token=token("u5"), context=context))
     assert status == 200, reply
     user = await echo.core.store.get_end_user(echo.org_id, "u5")
     assert user is not None
@@ -257,14 +260,14 @@ async def test_company_id_links_the_user_when_not_yet_linked(echo: Harness) -> N
     store = echo.core.store
     await store.upsert_company(echo.org_id, "acme", "Acme Inc", {"tier": "gold"})
     await store.upsert_company(echo.org_id, "globex", "Globex", {})
-    await post(echo, body(user_id="u3", company_id="unknown-co"))
+    await post(echo, body(user_id="u3", user_token=token("u3"), company_id="unknown-co"))
     user = await store.get_end_user(echo.org_id, "u3")
     assert user is not None and user.company_id == ""  # unknown companies are ignored
-    await post(echo, body(user_id="u3", company_id="acme"))
+    await post(echo, body(user_id="u3", user_token=token("u3"), company_id="acme"))
     user = await store.get_end_user(echo.org_id, "u3")
     assert user is not None and user.company_id == "acme"
     assert "company" not in user.traits  # looked up each turn, never copied
-    await post(echo, body(user_id="u3", company_id="globex"))
+    await post(echo, body(user_id="u3", user_token=token("u3"), company_id="globex"))
     user = await store.get_end_user(echo.org_id, "u3")
     assert user is not None and user.company_id == "acme"  # already linked
 

@@ -107,10 +107,10 @@ async def test_halo_stop_keeps_partial_text_and_usage(sb: Harness) -> None:
 
 async def test_stop_accepts_any_rendering_of_the_conversation_id(sb: Harness) -> None:
     await sb.scripted_agent("echo", reply="echo")
-    reply = await sb.chat_once("hi", agent="echo")
+    reply = await sb.chat_once("hi", agent="echo")  # a secret-key conversation
     canonical = reply.conversation_id
     async with sb.http.post("/api/sdk/chat/stop", json={"session_id": canonical},
-                            headers=bearer(WIDGET)) as resp:
+                            headers=bearer(SECRET)) as resp:
         assert await resp.json() == {"stopped": False, "session_id": "chat_" + canonical}
     async with sb.http.post("/v1/aibot/bots/echo/stop", json={
             "conversationId": "chat_" + canonical}, headers=bearer()) as resp:

@@ -58,7 +58,7 @@ async def test_basic_chat_with_the_demo_agent(sb: Harness) -> None:
     assert body["error"] is None
     data = body["data"]
     assert set(data) == {"response", "conversationId", "metadata"}
-    assert "hour" in data["response"].lower()
+    assert "monday to friday, 8:00 to 18:00" in data["response"].lower()
     assert re.fullmatch(r"conv_[0-9a-f]{32}", data["conversationId"])
     assert data["metadata"]["model"] == "kb"
     assert isinstance(data["metadata"]["tokens"], int) and data["metadata"]["tokens"] > 0

@@ -203,6 +203,9 @@ async def test_a_burst_of_events_goes_out_in_few_writes(
     async def counting_write(self: web.StreamResponse, data: bytes) -> None:
         writes.append(len(data))
         await write(self, data)
+        # A client slower than the model (the agent loop yields between chunks, so
+        # without this the relay keeps pace and there is no backlog to batch).
+        await asyncio.sleep(0.002)
 
     monkeypatch.setattr(web.StreamResponse, "write", counting_write)
     async with sb.http.post("/v1/api/chat/burst", json={"message": "hi", "stream": True},

@@ -1,14 +1,21 @@
 """Identity verification and the merge of stored user data with the request's.
 
 `user_token` is a JWT signed with the organisation's identity secret, HS256 only; `exp`
-is required (leeway `JWT_LEEWAY_S`); its `user_id` claim must equal the request's
-`user_id` exactly. Trusted claims (email, name, role, plan, company_id) override the
-request's untrusted `custom_fields`. Stored traits and context are merged with the
-request's; the request wins on conflicts, and the merge is persisted with the turn.
+is required (leeway `JWT_LEEWAY_S`); `exp`, `iat` and `nbf` must be JSON numbers; a token
+may live at most `MAX_TOKEN_LIFETIME_S` (from `iat` when present, else from now); its
+`user_id` claim must equal the request's `user_id` exactly. Trusted claims (email, name,
+role, plan, company_id) override the request's untrusted `custom_fields`.
+
+An unverified `user_id` is a claim, not an identity: without a valid token (and unless
+the caller is a secret key, trusted server-side code) the stored profile of that user is
+neither read into the model's input nor written, and an unverified `company_id` links
+nothing. For verified users (and secret keys), stored traits and context are merged with
+the request's; the request wins on conflicts, and the merge is persisted with the turn.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +31,12 @@ from core.providers.base import ContextEntry
 from core.store.base import EndUser, Store
 
 JWT_LEEWAY_S = 30
+# HS256 keys shorter than the hash output make the signature brute-forceable (RFC 7518 3.2).
+MIN_IDENTITY_SECRET_BYTES = 32
+# A user_token is a short-lived proof minted by the customer's backend: a day bounds the
+# damage of a leaked token (and of one minted with a far-future exp by mistake).
+MAX_TOKEN_LIFETIME_S = 24 * 3600
+_TIME_CLAIMS = ("exp", "iat", "nbf")
 TRUSTED_CLAIMS = ("email", "name", "role", "plan", "company_id")
 ANONYMOUS = "anonymous"
 
@@ -74,6 +87,18 @@ def verify_user_token(token: str, secret: str, user_id: str) -> dict[str, Any]:
         raise _identity_error("user_token is not valid yet (nbf or iat).") from exc
     except jwt.PyJWTError as exc:
         raise _identity_error("user_token signature is invalid.") from exc
+    for name in _TIME_CLAIMS:
+        value = claims.get(name)
+        # PyJWT accepts numeric strings ("9999999999"); the JWT spec says NumericDate.
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _identity_error(f"user_token's {name} claim must be a JSON number.")
+    issued = claims.get("iat")
+    start = float(issued) if issued is not None else time.time()
+    if float(claims["exp"]) - start > MAX_TOKEN_LIFETIME_S + JWT_LEEWAY_S:
+        raise _identity_error(
+            f"user_token lives too long: at most {MAX_TOKEN_LIFETIME_S // 3600} hours "
+            "from iat (or from now)."
+        )
     if claims.get("user_id") != user_id:
         raise _identity_error("user_token's user_id claim does not match user_id.")
     return claims
@@ -113,10 +138,12 @@ async def _conversation_context(store: Store, org_id: str, conversation_id: str)
 
 
 async def resolve_identity(
-    store: Store, org: Organisation, request: TurnRequest, clock: Clock
+    store: Store, org: Organisation, request: TurnRequest, clock: Clock, *,
+    trusted: bool = False,
 ) -> Identity:
     """Verify the request's identity and merge stored traits and context with the
-    request's (request wins; trusted token claims win over everything)."""
+    request's (request wins; trusted token claims win over everything). `trusted` (a
+    secret-key caller) lets an unverified user_id stand for the stored user."""
     user_id = request.user_id or ANONYMOUS
     verified = False
     claims: dict[str, Any] = {}
@@ -130,7 +157,9 @@ async def resolve_identity(
             Code.UNAUTHENTICATED, Reason.IDENTITY_REQUIRED,
             "This organisation requires identity verification: send a user_token.",
         )
-    stored = await store.get_end_user(org.id, user_id) if user_id != ANONYMOUS else None
+    # Only a proven (or trusted) user_id reaches the stored profile.
+    profiled = user_id != ANONYMOUS and (verified or trusted)
+    stored = await store.get_end_user(org.id, user_id) if profiled else None
     traits = {**(stored.traits if stored else {}), **request.custom_fields}
     traits.update({k: claims[k] for k in TRUSTED_CLAIMS if k in claims})
     # Stored user context, then the conversation's, then the request's: the most specific
@@ -143,9 +172,10 @@ async def resolve_identity(
         for k, v in context.items()
         if isinstance(v, dict)
     }
-    company_id, company = await _company(store, org.id, claims, stored, request.company_id)
+    company_id, company = await _company(store, org.id, claims, stored,
+                                         request.company_id if profiled else "")
     end_user = None
-    if user_id != ANONYMOUS:
+    if profiled:
         # The company's data is looked up on every turn, never copied into the profile.
         end_user = EndUser(org.id, user_id, company_id, dict(traits), context)
     if company is not None:

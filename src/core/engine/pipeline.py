@@ -20,26 +20,22 @@ from core.budgets import Budgets
 from core.clock import Clock
 from core.domain import (
     InterruptRecord,
-    KeyKind,
     MessageRecord,
     Organisation,
     Principal,
     TurnRecord,
     TurnRequest,
 )
+from core.engine import admission
 from core.engine.live import LiveTurn, LiveTurns
 from core.engine.recovery import FailedCommits, failed_commit
 from core.errors import Code, Reason, SwitchboardError
 from core.events import EventBody, StreamError
-from core.keys import require_kind
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.store.failures import StoreUnavailable
 
 log = logging.getLogger("switchboard.turns")
-
-# Dialects documented as server-side APIs (secret key): a widget key is refused there.
-SECRET_KEY_DIALECTS = frozenset({"slug"})
 
 
 class TurnPipeline:
@@ -58,14 +54,8 @@ class TurnPipeline:
     async def admit_caller(self, principal: Principal, origin: str = "",
                            dialect: str = "") -> Organisation:
         """The key's organisation, once the browser origin and the dialect's key rules allow
-        the call (every route that reads or changes a conversation goes through here)."""
-        org = await self.store.get_org(principal.org_id)
-        if org is None:
-            raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
-        check_origin(principal, org.settings.allowed_origins, origin)
-        if dialect in SECRET_KEY_DIALECTS:
-            require_kind(principal, KeyKind.SECRET)
-        return org
+        the call (`core.engine.admission` owns those rules)."""
+        return await admission.admit_key(self.store, principal, origin, dialect)
 
     def check_rate(self, principal: Principal, org: Organisation) -> None:
         self.rate_limiter.check_request(principal.key_id,
@@ -163,15 +153,3 @@ class TurnPipeline:
         finally:
             self.live.remove(live)
         return stored
-
-
-def check_origin(principal: Principal, allowed: tuple[str, ...], origin: str) -> None:
-    """Publishable keys only work from the organisation's allowed origins when called from
-    a browser (an Origin header); server-side calls carry no Origin."""
-    if principal.key_kind != KeyKind.PUBLISHABLE or not origin or not allowed:
-        return
-    if origin.rstrip("/") not in {o.rstrip("/") for o in allowed} and "*" not in allowed:
-        raise SwitchboardError(
-            Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
-            f"Origin {origin} is not allowed for this key.",
-        )

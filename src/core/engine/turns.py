@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from core import limits
+from core import limits, ratelimit
 from core.agents.catalog import AgentCatalog
 from core.budgets import Budgets
 from core.clock import Clock, IdSource
@@ -30,6 +30,7 @@ from core.domain import (
     AgentRecord,
     ConversationRecord,
     InterruptRecord,
+    KeyKind,
     MessageRecord,
     Organisation,
     PendingCall,
@@ -37,7 +38,8 @@ from core.domain import (
     TurnRecord,
     TurnRequest,
 )
-from core.engine import client_tools, intake, router
+from core.engine import admission, client_tools, intake, router
+from core.engine.admission import Access, Caller
 from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn
@@ -71,6 +73,7 @@ from core.providers.base import (
     estimate_tokens,
 )
 from core.providers.registry import build_provider
+from core.quota import StorageQuota
 from core.ratelimit import RateLimit
 from core.store.base import Store, TurnBegin, UsageEntry
 from core.tools import ServerTools, ToolContext
@@ -124,7 +127,7 @@ def _hash_default(value: Any) -> Any:
 def request_hash(request: TurnRequest) -> str:
     """A stable digest of what the client asked (idempotency compares these)."""
     data = {f.name: getattr(request, f.name) for f in fields(request)
-            if f.name not in ("idempotency_key", "metadata")}
+            if f.name not in ("idempotency_key", "metadata", "ledger_user")}
     raw = json.dumps(data, sort_keys=True, default=_hash_default, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -161,6 +164,7 @@ class TurnEngine:
         self.failed_commits = self.pipeline.failed_commits
         self.rate_limiter = self.pipeline.rate_limiter
         self.idempotency = Idempotency(store, self.live, clock)
+        self.storage = StorageQuota(store, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -189,17 +193,8 @@ class TurnEngine:
     async def resolve_conversation(
         self, principal: Principal, conversation_id: str
     ) -> ConversationRecord:
-        canonical = canonical_conversation_id(conversation_id)
-        conversation = (
-            await self.store.get_conversation(principal.org_id, canonical) if canonical else None
-        )
-        if conversation is None or (
-            principal.conversation_id and principal.conversation_id != conversation.id
-        ):
-            raise not_found(
-                Reason.CONVERSATION_NOT_FOUND, f"Conversation '{conversation_id}' not found.",
-            )
-        return conversation
+        """The conversation an id names, without the owner check (admission does that)."""
+        return await admission.find_conversation(self.store, principal, conversation_id)
 
     async def admit_caller(self, principal: Principal, origin: str = "",
                            dialect: str = "") -> Organisation:
@@ -244,24 +239,36 @@ class TurnEngine:
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
     ) -> LiveTurn:
         """Rate limit and budget, then start: a refusal writes nothing and calls no model."""
-        await self.pipeline.check_limits(principal, org, request)
+        limit = RateLimit.from_settings(org.settings.extra)
+        self.rate_limiter.check_request(principal.key_id, limit)
+        caller = admission.caller_of(principal, org, request.user_id, request.user_token)
+        visitor = ratelimit.visitor_key(principal, caller.user_id, caller.verified)
+        if visitor:
+            self.rate_limiter.check_request(visitor, limit.per_visitor())
+        request = replace(request, ledger_user=ratelimit.budget_user(
+            principal, caller.user_id, caller.verified))
+        await self.budgets.check(org, request, user=request.ledger_user)
+        await self.storage.reserve(org, request)
         # No lock: the store's claim on the conversation (begin_turn / resume_turn) lets
         # one turn run per conversation, across every process on the database, and hands
         # out its sequence numbers.
         if request.resume is not None:
-            return await self._resume_turn(principal, request)
+            return await self._resume_turn(principal, org, request)
         return await self._start_new(principal, org, request, mode)
 
     async def _start_new(
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
     ) -> LiveTurn:
-        identity = await resolve_identity(self.store, org, request, self.clock)
-
+        identity = await resolve_identity(self.store, org, request, self.clock,
+                                          trusted=principal.key_kind == KeyKind.SECRET)
+        caller = Caller(identity.user_id, identity.verified)
         conversation: ConversationRecord | None = None
         if request.conversation_id:
             conversation = await self.resolve_conversation(principal, request.conversation_id)
         elif principal.conversation_id:
             conversation = await self.resolve_conversation(principal, principal.conversation_id)
+        if conversation is not None:
+            admission.check_owner(principal, caller, conversation, request.conversation_id)
         agent = await self.resolve_agent(
             principal.org_id, request.agent or principal.agent_id, conversation
         )
@@ -279,7 +286,7 @@ class TurnEngine:
                 id=self.ids.uuid(), org_id=org.id, agent_id=agent.id,
                 user_id=identity.user_id, status="open", last_seq=0,
                 created_at=now, updated_at=now, context=identity.context,
-                variables=dict(request.variables),
+                variables=dict(request.variables), owner=admission.owner_for(principal, caller),
             )
             new_conversation = conversation
         turn_id = self.ids.uuid()
@@ -333,7 +340,8 @@ class TurnEngine:
         self._spawn(live, self._run(live, agent, billed, state, base, decision))
         return live
 
-    async def _resume_turn(self, principal: Principal, request: TurnRequest) -> LiveTurn:
+    async def _resume_turn(self, principal: Principal, org: Organisation,
+                           request: TurnRequest) -> LiveTurn:
         assert request.resume is not None
         resume = request.resume
         now = self.clock.now()
@@ -364,6 +372,10 @@ class TurnEngine:
             )
         client_tools.check_results(resume)
         conversation = await self.resolve_conversation(principal, record.conversation_id)
+        admission.check_owner(
+            principal, admission.caller_of(principal, org, request.user_id, request.user_token),
+            conversation, request.conversation_id,
+        )
         self.pipeline.refuse_if_running(conversation.id)
         if not request.client_tools:  # a resume may omit the tools: reuse the turn's
             request = replace(request, client_tools=client_tools.tools_from_json(
@@ -560,7 +572,8 @@ class TurnEngine:
         await self.pipeline.commit(
             live, status, terminal, messages=messages, interrupt=interrupt,
             usage=UsageEntry(
-                live.org_id, request.user_id or "anonymous", live.conversation_id,
+                live.org_id, request.ledger_user or request.user_id or "anonymous",
+                live.conversation_id,
                 live.turn_id, usage.model, new.prompt_tokens, new.completion_tokens,
                 new.cost_micros, now,
             ) if new.total_tokens or new.cost_micros else None,
@@ -581,10 +594,10 @@ class TurnEngine:
         with self.rate_limiter.stream_slot(principal.key_id, limit):
             yield
 
-    async def stop(self, principal: Principal, conversation_id: str, origin: str = "",
-                   dialect: str = "") -> tuple[bool, str]:
-        await self.admit_caller(principal, origin, dialect)
-        conversation = await self.resolve_conversation(principal, conversation_id)
+    async def stop(self, principal: Principal, conversation_id: str,
+                   access: Access | None = None) -> tuple[bool, str]:
+        conversation = await admission.admit_conversation(
+            self.store, principal, conversation_id, access or Access())
         live = self.live.get(conversation.id)
         if live is None or live.done:
             return False, ""
@@ -594,12 +607,12 @@ class TurnEngine:
 
     async def follow_conversation(
         self, principal: Principal, conversation_id: str, after_seq: int,
-        latest_turn: bool = False, origin: str = "", dialect: str = "",
+        latest_turn: bool = False, access: Access | None = None,
     ) -> AsyncIterator[Event]:
         """Replay a conversation's events after `after_seq` (or from the start of its latest
         turn) from the store, then follow the live turn (if any) without gap or duplicate."""
-        await self.admit_caller(principal, origin, dialect)
-        conversation = await self.resolve_conversation(principal, conversation_id)
+        conversation = await admission.admit_conversation(
+            self.store, principal, conversation_id, access or Access())
         live = self.live.get(conversation.id)
         if latest_turn:
             if live is not None:

@@ -42,6 +42,8 @@ from core.domain import (
     TurnRecord,
     TurnRequest,
 )
+from core.engine import admission
+from core.engine.admission import Access
 from core.engine.idempotency import IDEMPOTENCY_WINDOW_S, scoped_key
 from core.engine.live import LiveTurn
 from core.engine.turns import TurnEngine
@@ -80,6 +82,7 @@ from core.keys import require_kind
 from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
+from core.ratelimit import RateLimit, visitor_key
 from core.store.base import Store, TurnBegin, TurnConflict, UsageEntry
 from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
@@ -167,20 +170,34 @@ class FlowEngine:
     # -- sessions and intents -----------------------------------------------------------
 
     async def create_session(self, principal: Principal, agent_ref: str = "",
-                             conversation_id: str = "", origin: str = "") -> SessionInfo:
+                             conversation_id: str = "", origin: str = "",
+                             access: Access | None = None) -> SessionInfo:
         require_kind(principal, KeyKind.PUBLISHABLE, KeyKind.SECRET)
         org = await self.pipeline.admit_caller(principal, origin)
+        # require_identity holds here as on every surface: the session's conversation
+        # belongs to the (verified) user who asked for it.
+        caller = admission.caller_of(principal, org, access.user_id if access else "",
+                                     access.user_token if access else "")
         # The key's own bucket: sessions share it (their principal carries the key's id), so
         # minting sessions neither escapes the key's limits nor is itself unlimited.
-        self.pipeline.check_rate(principal, org)
+        limit = RateLimit.from_settings(org.settings.extra)
+        self.turns.rate_limiter.check_request(principal.key_id, limit)
+        visitor = visitor_key(principal, caller.user_id, caller.verified)
+        if visitor:
+            self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
         conversation = (await self.turns.resolve_conversation(principal, conversation_id)
                         if conversation_id else None)
+        if conversation is not None:
+            admission.check_owner(principal, caller, conversation, conversation_id)
         agent = await self.turns.resolve_agent(org.id, agent_ref, conversation)
         if conversation is None:
             now = self.clock.now()
             conversation = ConversationRecord(
-                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id, user_id="anonymous",
+                # Flow usage is charged to the conversation's user: only a proven one.
+                id=self.ids.uuid(), org_id=org.id, agent_id=agent.id,
+                user_id=caller.user_id if caller.verified else "anonymous",
                 status="open", last_seq=0, created_at=now, updated_at=now,
+                owner=admission.owner_for(principal, caller),
             )
             await self.store.create_conversation(conversation)
         token, expires = self.sessions.issue(org.id, agent.id, conversation.id,
@@ -234,10 +251,12 @@ class FlowEngine:
             idempotency_key=message.idempotency_key,
         )
 
-    async def send_message(self, principal: Principal, message: FlowMessage) -> FlowReply:
+    async def send_message(self, principal: Principal, message: FlowMessage,
+                           origin: str = "") -> FlowReply:
         if self.turns.draining:
             raise SwitchboardError(Code.UNAVAILABLE, Reason.SHUTTING_DOWN,
                                    "Server is shutting down; retry shortly.")
+        await admission.admit_key(self.store, principal, origin)
         agent = await self._session_agent(principal)
         message = self._validate(message)
         conversation = await self.turns.resolve_conversation(principal,
@@ -287,10 +306,19 @@ class FlowEngine:
     async def _admit_and_send(self, principal: Principal, agent: AgentRecord,
                               conversation: ConversationRecord,
                               message: FlowMessage, key: str) -> FlowReply:
-        """Admission as for chat turns (the session's organisation, rate limit, budget),
-        then run the message."""
-        org = await self.pipeline.admit_caller(principal)
-        await self.pipeline.check_limits(principal, org, TurnRequest(message=message.text))
+        """Rate limit and budget (as for chat turns), then run the message."""
+        org = await self.store.get_org(principal.org_id)
+        if org is not None:
+            limit = RateLimit.from_settings(org.settings.extra)
+            self.turns.rate_limiter.check_request(principal.key_id, limit)
+            visitor = visitor_key(principal, conversation.user_id,
+                                  conversation.owner.startswith(admission.OWNER_USER_PREFIX))
+            if visitor:
+                self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
+            await self.turns.budgets.check(org, TurnRequest(message=message.text))
+            await self.turns.storage.reserve(org, TurnRequest(message=message.text))
+        # A chat turn running here is refused early; across processes the store's claim
+        # on the conversation (begin_turn) decides.
         self.pipeline.refuse_if_running(conversation.id)
         if message.wait_token:
             return await self._continue(principal, agent, message, key)

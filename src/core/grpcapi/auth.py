@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
+from core import clientaddr
+from core.clientaddr import Network
 from core.domain import Principal
 from core.errors import Code, Reason, SwitchboardError
 from core.grpcapi.errors import to_status
@@ -50,16 +53,24 @@ async def _internal(context: Any, method: str, exc: Exception) -> None:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator,
+                 trusted_proxies: Sequence[Network] = ()) -> None:
         self._auth = authenticator
+        self._trusted = (*clientaddr.networks(clientaddr.LOOPBACK), *trusted_proxies)
 
     async def _principal(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        header = _metadata_value(context.invocation_metadata(), "authorization")
+        metadata = context.invocation_metadata()
+        header = _metadata_value(metadata, "authorization")
         try:
-            return await self._auth.authenticate(parse_bearer(header))
+            principal = await self._auth.authenticate(parse_bearer(header))
         except SwitchboardError as exc:
             await context.abort_with_status(to_status(exc))
             raise  # unreachable: abort raises
+        peer = clientaddr.grpc_peer_address(context.peer() or "")
+        client = peer
+        if clientaddr.trusted(peer, self._trusted):
+            client = _metadata_value(metadata, clientaddr.CLIENT_METADATA) or peer
+        return replace(principal, client=client[:64])
 
     async def intercept_service(
         self,

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 from core import limits
+from core.engine import admission
+from core.engine.admission import Access
 from core.engine.live import LiveTurn
 from core.engine.turns import TurnEngine, fold
 from core.errors import Code, Reason, SwitchboardError
@@ -83,13 +85,18 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         starts: asyncio.Queue[chat_pb2.TurnInput | None] = asyncio.Queue()
 
         async def read() -> None:
+            # A stop is admitted as the stream's latest turn was (its origin and user).
+            access = Access()
             try:
                 async for msg in request_iterator:
                     if msg.HasField("start_turn"):
+                        t = msg.start_turn
+                        access = Access(t.origin, t.dialect, t.user_id, t.user_token)
                         await starts.put(msg.start_turn)
                     elif msg.HasField("stop"):
                         with contextlib.suppress(SwitchboardError):
-                            await self.engine.stop(principal, msg.stop.conversation_id)
+                            await self.engine.stop(principal, msg.stop.conversation_id,
+                                                   access)
             finally:
                 await starts.put(None)
 
@@ -114,7 +121,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     ) -> chat_pb2.StopTurnResponse:
         try:
             stopped, turn_id = await self.engine.stop(
-                current_principal(), request.conversation_id, request.origin, request.dialect
+                current_principal(), request.conversation_id,
+                Access(request.origin, request.dialect, request.user_id, request.user_token),
             )
         except SwitchboardError as exc:
             await abort(context, exc)
@@ -129,7 +137,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             async with self.engine.stream_slot(principal):
                 events = self.engine.follow_conversation(
                     principal, request.conversation_id, request.after_seq, request.latest_turn,
-                    request.origin, request.dialect,
+                    Access(request.origin, request.dialect, request.user_id, request.user_token),
                 )
                 async for event in events:
                     resumed = chat_pb2.ResumeStreamResponse()
@@ -142,8 +150,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.GetConversationRequest, context: Context
     ) -> chat_pb2.GetConversationResponse:
         try:
-            conv = await self.engine.resolve_conversation(
-                current_principal(), request.conversation_id
+            # Reads pass the same admission as sends: Origin, key kind, owner.
+            conv = await admission.admit_conversation(
+                self.engine.store, current_principal(), request.conversation_id,
+                Access(request.origin, "", request.user_id, request.user_token),
             )
         except SwitchboardError as exc:
             await abort(context, exc)
@@ -155,7 +165,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     ) -> chat_pb2.ListMessagesResponse:
         principal = current_principal()
         try:
-            conv = await self.engine.resolve_conversation(principal, request.conversation_id)
+            conv = await admission.admit_conversation(
+                self.engine.store, principal, request.conversation_id,
+                Access(request.origin, "", request.user_id, request.user_token),
+            )
             size = request.page_size or limits.LIST_MESSAGES_DEFAULT_PAGE
             if not 0 < size <= limits.LIST_MESSAGES_MAX_PAGE:
                 raise SwitchboardError(
@@ -180,6 +193,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             messages=[convert.message_pb(m) for m in messages],
             next_page_token=str(next_cursor) if next_cursor else "",
         )
+
+    async def CheckKey(self, request: chat_pb2.CheckKeyRequest,
+                       context: Context) -> chat_pb2.CheckKeyResponse:
+        # The interceptor has authenticated the call by the time this runs.
+        return chat_pb2.CheckKeyResponse(key_kind=current_principal().key_kind)
 
 
 __all__ = ["ChatServicer", "fold"]

@@ -10,6 +10,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from core.domain import ReportedUsage
+from core.engine.admission import Access
 from core.errors import SwitchboardError
 from core.events import Usage
 from core.flows.engine import FlowEngine
@@ -114,7 +115,8 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
                             context: Context) -> flow_pb2.CreateSessionResponse:
         try:
             info = await self.engine.create_session(
-                current_principal(), request.agent, request.conversation_id, request.origin)
+                current_principal(), request.agent, request.conversation_id, request.origin,
+                Access(request.origin, "", request.user_id, request.user_token))
         except SwitchboardError as exc:
             await context.abort_with_status(to_status(exc))
             raise
@@ -136,7 +138,8 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
     async def SendMessage(self, request: flow_pb2.SendMessageRequest,
                           context: Context) -> flow_pb2.SendMessageResponse:
         try:
-            reply = await self.engine.send_message(current_principal(), flow_message(request))
+            reply = await self.engine.send_message(current_principal(), flow_message(request),
+                                                   request.origin)
         except SwitchboardError as exc:
             await context.abort_with_status(to_status(exc))
             raise

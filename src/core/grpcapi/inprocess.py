@@ -38,6 +38,8 @@ from typing import Any, Final
 
 import grpc
 
+from core import clientaddr
+
 # How many messages a stream's handler may produce before its reader takes them.
 MAX_BUFFERED_MESSAGES: Final = 64
 
@@ -202,7 +204,7 @@ class _Context:
         return None
 
     def peer(self) -> str:
-        return "inprocess"
+        return clientaddr.IN_PROCESS_PEER
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import cast
 
 import grpc
@@ -11,7 +12,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import http_pool
+from core import clientaddr, http_pool
 from core.agents.catalog import AgentCatalog
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
@@ -35,6 +36,18 @@ log = logging.getLogger("switchboard.core")
 
 
 CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
+
+
+def server_credentials(config: CoreConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials for the gRPC port (None: plain text, the loopback default)."""
+    if not config.tls_cert and not config.tls_key:
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
+    client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
 
 
 class CoreServer:
@@ -90,7 +103,8 @@ class CoreServer:
             ("grpc.server.max_pending_requests_hard_limit", self.config.max_concurrent_rpcs),
         ]
         self.concurrency = ConcurrencyInterceptor(self.config.max_concurrent_rpcs)
-        interceptors = [self.concurrency, AuthInterceptor(self.auth)]
+        interceptors = [self.concurrency, AuthInterceptor(
+            self.auth, clientaddr.networks(self.config.trusted_proxies))]
         server = grpc.aio.server(
             interceptors=interceptors,
             options=options,
@@ -108,8 +122,11 @@ class CoreServer:
         # Reflection picks its aio servicer by the server's type, so it gets the real one
         # (the shim never calls reflection).
         reflection.enable_server_reflection(names, server)
+        address = f"{self.config.host}:{self.config.port}"
+        credentials = server_credentials(self.config)
         try:
-            self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+            self.port = (server.add_secure_port(address, credentials) if credentials
+                         else server.add_insecure_port(address))
         except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
             self.port = 0
         if self.port == 0:

@@ -6,6 +6,8 @@ Options (agent file `provider:` mapping):
 - `repeat`: repeat the reply this many times (long streams for benchmarks).
 - `tool_calls`: list of `{name, arguments}` to call before replying; the reply is sent once
   every call has a result (`{tool_results}` in `reply` is replaced by them).
+  `{context}` and `{traits}` are replaced by the model input's context values and traits
+  as compact JSON (tests see exactly what reached the model).
 - `args_chunk`: split each call's JSON arguments into deltas of this many characters.
 - `actions`: list of `{type, payload}` emitted with the reply.
 - `confidence`: reported confidence (default 0.9).
@@ -81,6 +83,12 @@ class ScriptedProvider:
         results = [m.content for m in request.messages if m.role == "tool"]
         text = self.reply.replace("{message}", request.last_user_message)
         text = text.replace("{tool_results}", "; ".join(results))
+        if "{context}" in text:
+            values = {k: v.value for k, v in sorted(request.context.items())}
+            text = text.replace("{context}", json.dumps(values, sort_keys=True, default=str))
+        if "{traits}" in text:
+            text = text.replace("{traits}", json.dumps(request.traits, sort_keys=True,
+                                                       default=str))
         text = "".join([text] * self.repeat) if self.repeat > 1 else text
         for token in split_tokens(text):
             if self.delay_s:

@@ -110,6 +110,7 @@ class SqliteStore(SqliteFlowsMixin):
             name=row["name"],
             created_at=_dt(row["created_at"]),
             revoked=row["revoked_at"] is not None,
+            expires_at=_dt(row["expires_at"]) if row["expires_at"] else None,
         )
 
     async def create_key(self, key: ApiKey, key_hash: str) -> None:
@@ -122,6 +123,38 @@ class SqliteStore(SqliteFlowsMixin):
     async def find_key(self, key_hash: str) -> ApiKey | None:
         row = await self.db.fetchone("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,))
         return self._key(row) if row else None
+
+    async def stored_bytes(self, org_id: str) -> int:
+        row = await self.db.fetchone(
+            "SELECT COALESCE(SUM(LENGTH(CAST(content AS BLOB)) + "
+            "LENGTH(CAST(images_json AS BLOB))), 0) FROM messages WHERE org_id = ?",
+            (org_id,),
+        )
+        return int(row[0]) if row else 0
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = await self.db.fetchone("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        return self._key(row) if row else None
+
+    async def revoke_key(self, key_id: str, at: datetime) -> bool:
+        """Revoke now; False when no such key (or already revoked)."""
+        return bool(await self.db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (_ts(at), key_id),
+        ))
+
+    async def expire_key(self, key_id: str, at: datetime) -> None:
+        """The key expires at `at`, unless it already expires sooner (compared as
+        instants, not as text)."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute("SELECT expires_at FROM api_keys WHERE id = ?",
+                                        (key_id,))
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is None or (row[0] is not None and _dt(row[0]) <= at):
+                return
+            await conn.execute("UPDATE api_keys SET expires_at = ? WHERE id = ?",
+                               (_ts(at), key_id))
 
     async def list_keys(self, org_id: str) -> list[ApiKey]:
         rows = await self.db.fetchall(
@@ -202,6 +235,7 @@ class SqliteStore(SqliteFlowsMixin):
             context=loads(row["context_json"]) or {},
             variables=loads(row["variables_json"]) or {},
             message_count=row["message_count"],
+            owner=row["owner"],
         )
 
     async def get_conversation(
@@ -240,12 +274,12 @@ class SqliteStore(SqliteFlowsMixin):
     ) -> None:
         await conn.execute(
             "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
-            "context_json, variables_json, running_turn_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "context_json, variables_json, running_turn_id, created_at, updated_at, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq,
                 dumps(c.context), dumps(c.variables), running_turn_id, _ts(c.created_at),
-                _ts(c.updated_at),
+                _ts(c.updated_at), c.owner,
             ),
         )
 

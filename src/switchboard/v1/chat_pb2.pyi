@@ -11,6 +11,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CheckKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckKeyResponse(_message.Message):
+    __slots__ = ("key_kind",)
+    KEY_KIND_FIELD_NUMBER: _ClassVar[int]
+    key_kind: str
+    def __init__(self, key_kind: _Optional[str] = ...) -> None: ...
+
 class ContextItem(_message.Message):
     __slots__ = ("label", "type", "value")
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -198,14 +208,18 @@ class ConverseResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_events_pb2.ChatEvent, _Mapping]] = ...) -> None: ...
 
 class StopTurnRequest(_message.Message):
-    __slots__ = ("conversation_id", "origin", "dialect")
+    __slots__ = ("conversation_id", "origin", "dialect", "user_id", "user_token")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     DIALECT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     origin: str
     dialect: str
-    def __init__(self, conversation_id: _Optional[str] = ..., origin: _Optional[str] = ..., dialect: _Optional[str] = ...) -> None: ...
+    user_id: str
+    user_token: str
+    def __init__(self, conversation_id: _Optional[str] = ..., origin: _Optional[str] = ..., dialect: _Optional[str] = ..., user_id: _Optional[str] = ..., user_token: _Optional[str] = ...) -> None: ...
 
 class StopTurnResponse(_message.Message):
     __slots__ = ("stopped", "turn_id")
@@ -216,18 +230,22 @@ class StopTurnResponse(_message.Message):
     def __init__(self, stopped: _Optional[bool] = ..., turn_id: _Optional[str] = ...) -> None: ...
 
 class ResumeStreamRequest(_message.Message):
-    __slots__ = ("conversation_id", "after_seq", "latest_turn", "origin", "dialect")
+    __slots__ = ("conversation_id", "after_seq", "latest_turn", "origin", "dialect", "user_id", "user_token")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     LATEST_TURN_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     DIALECT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     after_seq: int
     latest_turn: bool
     origin: str
     dialect: str
-    def __init__(self, conversation_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., latest_turn: _Optional[bool] = ..., origin: _Optional[str] = ..., dialect: _Optional[str] = ...) -> None: ...
+    user_id: str
+    user_token: str
+    def __init__(self, conversation_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., latest_turn: _Optional[bool] = ..., origin: _Optional[str] = ..., dialect: _Optional[str] = ..., user_id: _Optional[str] = ..., user_token: _Optional[str] = ...) -> None: ...
 
 class ResumeStreamResponse(_message.Message):
     __slots__ = ("event",)
@@ -236,10 +254,16 @@ class ResumeStreamResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_events_pb2.ChatEvent, _Mapping]] = ...) -> None: ...
 
 class GetConversationRequest(_message.Message):
-    __slots__ = ("conversation_id",)
+    __slots__ = ("conversation_id", "origin", "user_id", "user_token")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
-    def __init__(self, conversation_id: _Optional[str] = ...) -> None: ...
+    origin: str
+    user_id: str
+    user_token: str
+    def __init__(self, conversation_id: _Optional[str] = ..., origin: _Optional[str] = ..., user_id: _Optional[str] = ..., user_token: _Optional[str] = ...) -> None: ...
 
 class Conversation(_message.Message):
     __slots__ = ("id", "agent_id", "user_id", "created_at", "updated_at", "last_seq", "message_count", "status")
@@ -268,14 +292,20 @@ class GetConversationResponse(_message.Message):
     def __init__(self, conversation: _Optional[_Union[Conversation, _Mapping]] = ...) -> None: ...
 
 class ListMessagesRequest(_message.Message):
-    __slots__ = ("conversation_id", "page_size", "page_token")
+    __slots__ = ("conversation_id", "page_size", "page_token", "origin", "user_id", "user_token")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     page_size: int
     page_token: str
-    def __init__(self, conversation_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    origin: str
+    user_id: str
+    user_token: str
+    def __init__(self, conversation_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., origin: _Optional[str] = ..., user_id: _Optional[str] = ..., user_token: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
     __slots__ = ("id", "conversation_id", "role", "content", "turn_id", "status", "actions", "confidence", "usage", "images", "created_at", "agent_id")

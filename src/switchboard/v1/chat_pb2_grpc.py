@@ -72,6 +72,11 @@ class ChatServiceStub:
                 request_serializer=switchboard_dot_v1_dot_chat__pb2.ListMessagesRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_chat__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
+        self.CheckKey = channel.unary_unary(
+                '/switchboard.v1.ChatService/CheckKey',
+                request_serializer=switchboard_dot_v1_dot_chat__pb2.CheckKeyRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_chat__pb2.CheckKeyResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -131,6 +136,14 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckKey(self, request, context):
+        """Checks the call's key (or session token) and nothing else: the shim asks before it
+        reads a request body, so an unauthenticated client costs no body read or parse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +181,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.ListMessages,
                     request_deserializer=switchboard_dot_v1_dot_chat__pb2.ListMessagesRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_chat__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'CheckKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckKey,
+                    request_deserializer=switchboard_dot_v1_dot_chat__pb2.CheckKeyRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_chat__pb2.CheckKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +380,33 @@ class ChatService:
             '/switchboard.v1.ChatService/ListMessages',
             switchboard_dot_v1_dot_chat__pb2.ListMessagesRequest.SerializeToString,
             switchboard_dot_v1_dot_chat__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.ChatService/CheckKey',
+            switchboard_dot_v1_dot_chat__pb2.CheckKeyRequest.SerializeToString,
+            switchboard_dot_v1_dot_chat__pb2.CheckKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

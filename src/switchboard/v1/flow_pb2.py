@@ -28,7 +28,7 @@ from switchboard.v1 import chat_pb2 as switchboard_dot_v1_dot_chat__pb2
 from switchboard.v1 import events_pb2 as switchboard_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19switchboard/v1/flow.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchboard/v1/chat.proto\x1a\x1bswitchboard/v1/events.proto\"+\n\x06Intent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"N\n\x14\x43reateSessionRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\"\xaa\x01\n\x15\x43reateSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\'\n\x07intents\x18\x05 \x03(\x0b\x32\x16.switchboard.v1.Intent\"\x14\n\x12ListIntentsRequest\">\n\x13ListIntentsResponse\x12\'\n\x07intents\x18\x01 \x03(\x0b\x32\x16.switchboard.v1.Intent\"\x95\x02\n\x12SendMessageRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bintent_name\x18\x02 \x01(\t\x12(\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\tvariables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x0btoken_usage\x18\x05 \x01(\x0b\x32\x1d.switchboard.v1.ReportedUsage\x12\x12\n\nwait_token\x18\x06 \x01(\t\x12%\n\x05input\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\"r\n\x05\x42lock\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x04meta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb8\x02\n\tFlowReply\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12%\n\x06\x62locks\x18\x03 \x03(\x0b\x32\x15.switchboard.v1.Block\x12/\n\x0e\x65xpected_input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nwait_token\x18\x05 \x01(\t\x12\x33\n\x0fwait_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0btoken_usage\x18\x07 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12/\n\x06status\x18\x08 \x01(\x0e\x32\x1f.switchboard.v1.ExecutionStatus\"?\n\x13SendMessageResponse\x12(\n\x05reply\x18\x01 \x01(\x0b\x32\x19.switchboard.v1.FlowReply\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\xf7\x02\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x13\n\x0bintent_name\x18\x04 \x01(\t\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.switchboard.v1.ExecutionStatus\x12\x14\n\x0c\x63urrent_step\x18\x06 \x01(\t\x12/\n\x0e\x65xpected_input\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x33\n\x0fwait_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsteps_run\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x14GetExecutionResponse\x12,\n\texecution\x18\x01 \x01(\x0b\x32\x19.switchboard.v1.Execution*\xcd\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_WAITING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x03\x12\x1f\n\x1b\x45XECUTION_STATUS_HANDED_OFF\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x32\xf6\x02\n\x0b\x46lowService\x12\\\n\rCreateSession\x12$.switchboard.v1.CreateSessionRequest\x1a%.switchboard.v1.CreateSessionResponse\x12V\n\x0bListIntents\x12\".switchboard.v1.ListIntentsRequest\x1a#.switchboard.v1.ListIntentsResponse\x12V\n\x0bSendMessage\x12\".switchboard.v1.SendMessageRequest\x1a#.switchboard.v1.SendMessageResponse\x12Y\n\x0cGetExecution\x12#.switchboard.v1.GetExecutionRequest\x1a$.switchboard.v1.GetExecutionResponseBHZFgithub.com/switchboard/switchboard/gen/go/switchboard/v1;switchboardv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19switchboard/v1/flow.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchboard/v1/chat.proto\x1a\x1bswitchboard/v1/events.proto\"+\n\x06Intent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"s\n\x14\x43reateSessionRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x12\n\nuser_token\x18\x05 \x01(\t\"\xaa\x01\n\x15\x43reateSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\'\n\x07intents\x18\x05 \x03(\x0b\x32\x16.switchboard.v1.Intent\"\x14\n\x12ListIntentsRequest\">\n\x13ListIntentsResponse\x12\'\n\x07intents\x18\x01 \x03(\x0b\x32\x16.switchboard.v1.Intent\"\xa5\x02\n\x12SendMessageRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bintent_name\x18\x02 \x01(\t\x12(\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\tvariables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x0btoken_usage\x18\x05 \x01(\x0b\x32\x1d.switchboard.v1.ReportedUsage\x12\x12\n\nwait_token\x18\x06 \x01(\t\x12%\n\x05input\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x0e\n\x06origin\x18\t \x01(\t\"r\n\x05\x42lock\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x04meta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb8\x02\n\tFlowReply\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12%\n\x06\x62locks\x18\x03 \x03(\x0b\x32\x15.switchboard.v1.Block\x12/\n\x0e\x65xpected_input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nwait_token\x18\x05 \x01(\t\x12\x33\n\x0fwait_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0btoken_usage\x18\x07 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12/\n\x06status\x18\x08 \x01(\x0e\x32\x1f.switchboard.v1.ExecutionStatus\"?\n\x13SendMessageResponse\x12(\n\x05reply\x18\x01 \x01(\x0b\x32\x19.switchboard.v1.FlowReply\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\xf7\x02\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x13\n\x0bintent_name\x18\x04 \x01(\t\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.switchboard.v1.ExecutionStatus\x12\x14\n\x0c\x63urrent_step\x18\x06 \x01(\t\x12/\n\x0e\x65xpected_input\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x33\n\x0fwait_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsteps_run\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x14GetExecutionResponse\x12,\n\texecution\x18\x01 \x01(\x0b\x32\x19.switchboard.v1.Execution*\xcd\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_WAITING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x03\x12\x1f\n\x1b\x45XECUTION_STATUS_HANDED_OFF\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x32\xf6\x02\n\x0b\x46lowService\x12\\\n\rCreateSession\x12$.switchboard.v1.CreateSessionRequest\x1a%.switchboard.v1.CreateSessionResponse\x12V\n\x0bListIntents\x12\".switchboard.v1.ListIntentsRequest\x1a#.switchboard.v1.ListIntentsResponse\x12V\n\x0bSendMessage\x12\".switchboard.v1.SendMessageRequest\x1a#.switchboard.v1.SendMessageResponse\x12Y\n\x0cGetExecution\x12#.switchboard.v1.GetExecutionRequest\x1a$.switchboard.v1.GetExecutionResponseBHZFgithub.com/switchboard/switchboard/gen/go/switchboard/v1;switchboardv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,32 +36,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.flow_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZFgithub.com/switchboard/switchboard/gen/go/switchboard/v1;switchboardv1'
-  _globals['_EXECUTIONSTATUS']._serialized_start=1818
-  _globals['_EXECUTIONSTATUS']._serialized_end=2023
+  _globals['_EXECUTIONSTATUS']._serialized_start=1871
+  _globals['_EXECUTIONSTATUS']._serialized_end=2076
   _globals['_INTENT']._serialized_start=164
   _globals['_INTENT']._serialized_end=207
   _globals['_CREATESESSIONREQUEST']._serialized_start=209
-  _globals['_CREATESESSIONREQUEST']._serialized_end=287
-  _globals['_CREATESESSIONRESPONSE']._serialized_start=290
-  _globals['_CREATESESSIONRESPONSE']._serialized_end=460
-  _globals['_LISTINTENTSREQUEST']._serialized_start=462
-  _globals['_LISTINTENTSREQUEST']._serialized_end=482
-  _globals['_LISTINTENTSRESPONSE']._serialized_start=484
-  _globals['_LISTINTENTSRESPONSE']._serialized_end=546
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=549
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=826
-  _globals['_BLOCK']._serialized_start=828
-  _globals['_BLOCK']._serialized_end=942
-  _globals['_FLOWREPLY']._serialized_start=945
-  _globals['_FLOWREPLY']._serialized_end=1257
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=1259
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1322
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1324
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1367
-  _globals['_EXECUTION']._serialized_start=1370
-  _globals['_EXECUTION']._serialized_end=1745
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1747
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1815
-  _globals['_FLOWSERVICE']._serialized_start=2026
-  _globals['_FLOWSERVICE']._serialized_end=2400
+  _globals['_CREATESESSIONREQUEST']._serialized_end=324
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=327
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=497
+  _globals['_LISTINTENTSREQUEST']._serialized_start=499
+  _globals['_LISTINTENTSREQUEST']._serialized_end=519
+  _globals['_LISTINTENTSRESPONSE']._serialized_start=521
+  _globals['_LISTINTENTSRESPONSE']._serialized_end=583
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=586
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=879
+  _globals['_BLOCK']._serialized_start=881
+  _globals['_BLOCK']._serialized_end=995
+  _globals['_FLOWREPLY']._serialized_start=998
+  _globals['_FLOWREPLY']._serialized_end=1310
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1312
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1375
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1377
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1420
+  _globals['_EXECUTION']._serialized_start=1423
+  _globals['_EXECUTION']._serialized_end=1798
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1800
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1868
+  _globals['_FLOWSERVICE']._serialized_start=2079
+  _globals['_FLOWSERVICE']._serialized_end=2453
 # @@protoc_insertion_point(module_scope)

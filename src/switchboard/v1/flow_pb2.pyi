@@ -37,14 +37,18 @@ class Intent(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("agent", "conversation_id", "origin")
+    __slots__ = ("agent", "conversation_id", "origin", "user_id", "user_token")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     agent: str
     conversation_id: str
     origin: str
-    def __init__(self, agent: _Optional[str] = ..., conversation_id: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
+    user_id: str
+    user_token: str
+    def __init__(self, agent: _Optional[str] = ..., conversation_id: _Optional[str] = ..., origin: _Optional[str] = ..., user_id: _Optional[str] = ..., user_token: _Optional[str] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
     __slots__ = ("token", "expires_at", "conversation_id", "agent_id", "intents")
@@ -71,7 +75,7 @@ class ListIntentsResponse(_message.Message):
     def __init__(self, intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ...) -> None: ...
 
 class SendMessageRequest(_message.Message):
-    __slots__ = ("text", "intent_name", "context", "variables", "token_usage", "wait_token", "input", "idempotency_key")
+    __slots__ = ("text", "intent_name", "context", "variables", "token_usage", "wait_token", "input", "idempotency_key", "origin")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     INTENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +84,7 @@ class SendMessageRequest(_message.Message):
     WAIT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     text: str
     intent_name: str
     context: _struct_pb2.Struct
@@ -88,7 +93,8 @@ class SendMessageRequest(_message.Message):
     wait_token: str
     input: _struct_pb2.Value
     idempotency_key: str
-    def __init__(self, text: _Optional[str] = ..., intent_name: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token_usage: _Optional[_Union[_chat_pb2.ReportedUsage, _Mapping]] = ..., wait_token: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    origin: str
+    def __init__(self, text: _Optional[str] = ..., intent_name: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token_usage: _Optional[_Union[_chat_pb2.ReportedUsage, _Mapping]] = ..., wait_token: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class Block(_message.Message):
     __slots__ = ("type", "id", "payload", "meta")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from store_contract import T0, begin_new, later, make_org, turn
+from store_contract import T0, begin_new, conversation, later, make_org, turn
 
 from core.domain import ApiKey, OrgSettings, TurnRecord
 from core.flows.store import ExecutionRecord, ModelPrice, WaitRecord, flow_store
@@ -174,3 +174,37 @@ async def test_every_lookup_is_scoped_by_organisation(store: Store) -> None:
         await store.begin_turn(TurnBegin(turn=replace(started, id="t2", org_id="o2")))
     # ... and o1 still sees all of it.
     assert await flows.claim_wait("o1", "w1", T0) is True
+
+
+async def test_key_lifecycle_revoke_and_expire(store: Store) -> None:
+    from datetime import timedelta, timezone
+
+    await make_org(store, "o1")
+    await store.create_key(ApiKey("k1", "o1", "secret", "sk_live_ab", "", T0), "h1")
+    assert await store.get_key("k1") == ApiKey("k1", "o1", "secret", "sk_live_ab", "", T0)
+    assert await store.get_key("nope") is None
+    await store.expire_key("k1", later(3600))
+    await store.expire_key("k1", later(7200))  # never pushed back
+    # An earlier instant written with another offset still wins (instants, not text).
+    earlier = later(1800).astimezone(timezone(timedelta(hours=5)))
+    await store.expire_key("k1", earlier)
+    key = await store.get_key("k1")
+    assert key is not None and key.expires_at == later(1800)
+    assert await store.revoke_key("k1", later(10)) is True
+    assert await store.revoke_key("k1", later(11)) is False
+    revoked = await store.find_key("h1")
+    assert revoked is not None and revoked.revoked
+
+
+async def test_stored_bytes_count_the_organisations_messages(store: Store) -> None:
+    from core.domain import MessageRecord
+
+    await make_org(store, "o1")
+    await make_org(store, "o2")
+    text = "héllo"  # 6 bytes in UTF-8
+    await store.begin_turn(TurnBegin(
+        turn=turn("o1", "c1", "t1"), new_conversation=conversation("o1", "c1"),
+        user_message=MessageRecord("m1", "c1", "o1", "t1", "user", text, "completed", T0),
+    ))
+    assert await store.stored_bytes("o1") == 6 + len("[]")
+    assert await store.stored_bytes("o2") == 0
