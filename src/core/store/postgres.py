@@ -103,7 +103,7 @@ class PostgresStore(PgFlowsMixin):
         return ApiKey(
             id=row["id"], org_id=row["org_id"], kind=row["kind"], prefix=row["prefix"],
             name=row["name"], created_at=row["created_at"],
-            revoked=row["revoked_at"] is not None,
+            revoked=row["revoked_at"] is not None, expires_at=row["expires_at"],
         )
 
     async def create_key(self, key: ApiKey, key_hash: str) -> None:
@@ -116,6 +116,36 @@ class PostgresStore(PgFlowsMixin):
     async def find_key(self, key_hash: str) -> ApiKey | None:
         row = await self.db.fetchone("SELECT * FROM api_keys WHERE key_hash = $1", key_hash)
         return self._key(row) if row else None
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = await self.db.fetchone("SELECT * FROM api_keys WHERE id = $1", key_id)
+        return self._key(row) if row else None
+
+    async def stored_bytes(self, org_id: str) -> int:
+        # JSONB's text form of the images array can differ from SQLite's compact JSON by
+        # a few separator bytes per image: close enough for a storage quota.
+        row = await self.db.fetchone(
+            "SELECT COALESCE(SUM(octet_length(content) + octet_length(images_json::text)), 0)"
+            " FROM messages WHERE org_id = $1",
+            org_id,
+        )
+        return int(row[0]) if row else 0
+
+    async def revoke_key(self, key_id: str, at: datetime) -> bool:
+        """Revoke now; False when no such key (or already revoked)."""
+        return bool(await self.db.execute(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            at, key_id,
+        ))
+
+    async def expire_key(self, key_id: str, at: datetime) -> None:
+        """The key expires at `at`, unless it already expires sooner (one conditional
+        write, compared as instants)."""
+        await self.db.execute(
+            "UPDATE api_keys SET expires_at = $1 WHERE id = $2 "
+            "AND (expires_at IS NULL OR expires_at > $1)",
+            at, key_id,
+        )
 
     async def list_keys(self, org_id: str) -> list[ApiKey]:
         rows = await self.db.fetchall(
@@ -182,7 +212,7 @@ class PostgresStore(PgFlowsMixin):
             created_at=row["created_at"], updated_at=row["updated_at"],
             context=loads(row["context_json"]) or {},
             variables=loads(row["variables_json"]) or {},
-            message_count=row["message_count"],
+            message_count=row["message_count"], owner=row["owner"],
         )
 
     async def get_conversation(
@@ -220,11 +250,9 @@ class PostgresStore(PgFlowsMixin):
     ) -> None:
         await conn.execute(
             "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
-            "context_json, variables_json, running_turn_id, created_at, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11)",
-            c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq,
-            dumps(c.context), dumps(c.variables), running_turn_id, c.created_at,
-            c.updated_at,
+            "context_json, variables_json, running_turn_id, created_at, updated_at, owner) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12)",
+            *PostgresStore._conversation_values(c, running_turn_id),
         )
 
     async def create_conversation(self, conversation: ConversationRecord) -> None:
@@ -276,8 +304,8 @@ class PostgresStore(PgFlowsMixin):
                 inserted = rowcount(await conn.execute(
                     "INSERT INTO conversations (id, org_id, agent_id, user_id, status, "
                     "last_seq, context_json, variables_json, running_turn_id, created_at, "
-                    "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, "
-                    "$10, $11) ON CONFLICT (id) DO NOTHING",
+                    "updated_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, "
+                    "$9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
                     *self._conversation_values(begin.new_conversation, t.id),
                 ))
                 if inserted != 1:
@@ -336,7 +364,7 @@ class PostgresStore(PgFlowsMixin):
     def _conversation_values(c: ConversationRecord, running_turn_id: str) -> tuple[Any, ...]:
         return (c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq,
                 dumps(c.context), dumps(c.variables), running_turn_id, c.created_at,
-                c.updated_at)
+                c.updated_at, c.owner)
 
     async def resume_turn(
         self, org_id: str, interrupt_id: str, now: datetime
