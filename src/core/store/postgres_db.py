@@ -87,8 +87,12 @@ def classify(exc: BaseException) -> StoreUnavailable | None:
         if state.startswith(_TRANSIENT_PREFIXES):
             return StoreUnavailable(f"{type(exc).__name__} ({state}): {exc}")
         return None
+    # A session PostgreSQL ended under us surfaces as a closed connection, or (when the
+    # goodbye arrives mid-statement) as a protocol-state InternalClientError; the pool
+    # drops that connection on release, so both clear by themselves.
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
-                        asyncpg.exceptions.ConnectionDoesNotExistError)):
+                        asyncpg.exceptions.ConnectionDoesNotExistError,
+                        asyncpg.exceptions.InternalClientError)):
         return StoreUnavailable(f"{type(exc).__name__}: {exc}")
     return None
 
