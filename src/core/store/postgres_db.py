@@ -177,6 +177,10 @@ class PgDatabase:
             unavailable = classify(exc)
             if unavailable is None:
                 raise
+            # Unlike a locked SQLite file, a PostgreSQL that cannot be reached fails reads
+            # too (key checks come first on every route): readiness turns red on them as
+            # well, and the readiness probe's write turns it green again.
+            self.health.record(False, unavailable.cause)
             raise unavailable from exc
 
     async def probe_write(self) -> None:
