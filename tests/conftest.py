@@ -4,10 +4,10 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pg_support
 import pytest
 
 import harness as harness_module
-import pg_support
 from core import http_pool
 from harness import Harness
 

@@ -36,7 +36,7 @@ async def reachable() -> str:
     """'' when the server answers, else why not."""
     try:
         conn = await asyncpg.connect(ADMIN_URL, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return f"PostgreSQL not reachable at {ADMIN_URL}: {type(exc).__name__}: {exc}"
     await conn.close()
     return ""

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import pytest
-
 import pg_support
+import pytest
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pg_support
 import pytest
 from grpc_health.v1 import health_pb2
 from test_halo import (  # noqa: F401 (collected here, over PostgreSQL)
@@ -27,7 +28,6 @@ from test_reliability_resume import (  # noqa: F401
 )
 from test_store_failures import EXPECTED_CODE, WRITE_ROUTES, eventually, health_status, ready
 
-import pg_support
 from core.grpcapi.readiness import PROBE_INTERVAL_S
 from harness import WIDGET, Harness, with_engine
 

@@ -122,7 +122,7 @@ class PgDatabase:
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
-            except (Exception, asyncio.TimeoutError):
+            except (TimeoutError, Exception):
                 pool.terminate()
 
     async def _migrate(self) -> None:
@@ -155,9 +155,9 @@ class PgDatabase:
         if self._pool is None:
             raise StoreUnavailable("store is not open")
         try:
-            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
-                async with conn.transaction():
-                    yield conn
+            async with (self._pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn,
+                        conn.transaction()):
+                yield conn
         except Exception as exc:
             unavailable = classify(exc)
             if unavailable is None:

@@ -8,10 +8,10 @@ import contextlib
 import socket
 
 import asyncpg
+import pg_support
 import pytest
 from store_contract import T0, make_org
 
-import pg_support
 from core.domain import Organisation, OrgSettings
 from core.errors import Reason
 from core.store.factory import open_store
