@@ -14,6 +14,7 @@ from store_contract import T0, make_org
 
 from core.domain import Organisation, OrgSettings
 from core.errors import Reason
+from core.store import sqlite_db
 from core.store.factory import open_store
 from core.store.failures import StoreUnavailable
 from core.store.postgres_db import migrations
@@ -111,3 +112,11 @@ async def test_sessions_ended_by_the_server_are_replaced(
         assert await store.get_org("o1") is not None
     finally:
         await store.close()
+
+
+def test_every_sqlite_schema_change_has_a_postgresql_migration_of_the_same_number() -> None:
+    # PostgreSQL's 0001 is the schema SQLite reached in 0001-0005 (see migrations_pg/).
+    baseline = 5
+    sqlite_versions = {v for v, _, _ in sqlite_db.migrations() if v > baseline}
+    pg_versions = {v for v, _, _ in migrations()}
+    assert 1 in pg_versions and sqlite_versions <= pg_versions, sqlite_versions - pg_versions
