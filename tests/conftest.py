@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pg_support
 import pytest
 
 import harness as harness_module
@@ -42,3 +44,27 @@ async def sb(tmp_path: Path) -> AsyncIterator[Harness]:
         yield harness
     finally:
         await harness.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """This run's own PostgreSQL database (created now, dropped at the end); skips the
+    test when no PostgreSQL server is reachable."""
+    why = asyncio.run(pg_support.reachable())
+    if why:
+        pytest.skip(why)
+    name = pg_support.unique_name()
+    asyncio.run(pg_support.create_database(name))
+    asyncio.run(pg_support.migrate(pg_support.url_for(name)))
+    try:
+        yield name
+    finally:
+        asyncio.run(pg_support.drop_database(name))
+
+
+@pytest.fixture
+async def pg_url(pg_database: str) -> str:
+    """The run's PostgreSQL database, migrated and with every table empty."""
+    url = pg_support.url_for(pg_database)
+    await pg_support.empty_tables(url)
+    return url

@@ -17,7 +17,7 @@ from core.config import CoreConfig
 from core.engine.turns import EngineConfig
 from core.observability.logs import FORMATS, configure_logging
 from core.store.factory import StoreURLError
-from launcher.options import add_database_option
+from launcher.options import DATABASE_ENV, add_database_option
 
 if TYPE_CHECKING:
     from launcher.serve import ServeOptions
@@ -36,8 +36,10 @@ def _version() -> str:
 
 def _config(ns: argparse.Namespace) -> CoreConfig:
     config = CoreConfig()
-    if getattr(ns, "database", None):
-        config = replace(config, database=ns.database)
+    # --database wins over $SWITCHBOARD_DATABASE_URL; with neither, the SQLite default.
+    database = getattr(ns, "database", None) or os.environ.get(DATABASE_ENV, "").strip()
+    if database:
+        config = replace(config, database=database)
     if getattr(ns, "knowledge_root", None) is not None:
         config = replace(config, knowledge_root=ns.knowledge_root.resolve())
     if getattr(ns, "event_retention_days", None) is not None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+DATABASE_ENV = "SWITCHBOARD_DATABASE_URL"
 DATABASE_HELP = (
-    "database: a SQLite file path or sqlite:///PATH (default .switchboard/switchboard.db, "
-    "or $SWITCHBOARD_DATA_DIR/switchboard.db)"
+    "database: a SQLite file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+    f"(default ${DATABASE_ENV}, else .switchboard/switchboard.db or "
+    "$SWITCHBOARD_DATA_DIR/switchboard.db)"
 )
 
 

@@ -1,7 +1,7 @@
 """The one place a `Store` is built: the backend is chosen by the database URL.
 
 `--database PATH` and `--database sqlite:///PATH` open the embedded SQLite store;
-`postgresql://...` is reserved for the PostgreSQL store (not yet available). The server
+`postgresql://USER@HOST:PORT/DB` (or `postgres://`) opens the PostgreSQL store. The server
 and every CLI command get their store here, so a new backend is one branch below.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from core.store.base import Store
+from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
 
 SQLITE_SCHEME = "sqlite"
@@ -52,11 +53,16 @@ def open_store(url: str) -> Store:
     if scheme == SQLITE_SCHEME:
         return SqliteStore(sqlite_path(url))
     if scheme in POSTGRES_SCHEMES:
-        raise StoreURLError(
-            f"{scheme}:// databases are not supported yet; use a SQLite path or sqlite:///PATH"
-        )
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.path.strip("/"):
+            raise StoreURLError(
+                f"PostgreSQL URL {describe(url)!r} needs a host and a database: "
+                "postgresql://USER@HOST:PORT/DB"
+            )
+        return PostgresStore(url)
     raise StoreURLError(
-        f"unknown database scheme {scheme!r}: use a file path or sqlite:///PATH"
+        f"unknown database scheme {scheme!r}: use a file path, sqlite:///PATH or "
+        "postgresql://USER@HOST:PORT/DB"
     )
 
 

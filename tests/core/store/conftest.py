@@ -1,14 +1,14 @@
 """The Store contract suite runs every test once per backend.
 
-A backend is a name and a function from a temporary folder to a database URL that
-`core.store.factory.open_store` accepts. The PostgreSQL store (issue #14) joins by adding
-its entry here (for example a fresh database per test on the local server); nothing in
-the tests themselves may depend on the backend.
+A backend is a name and a database URL that `core.store.factory.open_store` accepts:
+SQLite in the test's temporary folder, PostgreSQL in this run's own database on the local
+server (emptied before each test; skipped with the reason when no server is reachable).
+Nothing in the tests themselves may depend on the backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,14 @@ from store_contract import Ids
 from core.store.base import Store
 from core.store.factory import open_store
 
-BACKENDS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda folder: f"sqlite:///{folder / 'contract.db'}",
-}
+BACKENDS = ("postgres", "sqlite")
 
-@pytest.fixture(params=sorted(BACKENDS))
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'contract.db'}"
 
 
 @pytest.fixture
