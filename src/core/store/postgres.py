@@ -88,6 +88,10 @@ class PostgresStore(PgFlowsMixin):
         row = await self.db.fetchone("SELECT * FROM organisations WHERE id = $1", org_id)
         return self._org(row) if row else None
 
+    async def list_orgs(self) -> list[Organisation]:
+        rows = await self.db.fetchall("SELECT * FROM organisations ORDER BY slug")
+        return [self._org(row) for row in rows]
+
     async def get_org_by_slug(self, slug: str) -> Organisation | None:
         row = await self.db.fetchone("SELECT * FROM organisations WHERE slug = $1", slug)
         return self._org(row) if row else None

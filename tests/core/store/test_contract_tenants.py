@@ -26,6 +26,13 @@ async def test_organisations_by_id_and_slug_and_their_settings(store: Store) -> 
     assert updated is not None and updated.settings == settings
 
 
+async def test_organisations_are_listed_by_slug(store: Store) -> None:
+    assert await store.list_orgs() == []
+    zeta = await make_org(store, "o1", slug="zeta")
+    acme = await make_org(store, "o2", slug="acme")
+    assert await store.list_orgs() == [acme, zeta]
+
+
 async def test_a_duplicate_slug_is_refused(store: Store) -> None:
     await make_org(store, "o1", slug="acme")
     with pytest.raises(Exception):  # noqa: B017 - backends raise their own integrity error
