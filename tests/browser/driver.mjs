@@ -118,11 +118,26 @@ const scenarios = {
     await page.goto(params.page);
     await widgetReady(page);
     const first = await page.evaluate((q) => window.Switchboard.send(q), params.questions[0]);
+    const storedBefore = await page.evaluate(() => ({ ...localStorage }));
+    // Keep only the session id, whatever else the widget stored: what the reloaded page
+    // shows must come from the server.
+    await page.evaluate(() => {
+      for (const key of Object.keys(localStorage)) {
+        const { sessionId } = JSON.parse(localStorage.getItem(key));
+        localStorage.setItem(key, JSON.stringify({ sessionId }));
+      }
+    });
+    const historyRequests = [];
+    page.on("request", (request) => {
+      if (request.url().includes("/api/sdk/chat/history")) historyRequests.push(request.url());
+    });
     await page.reload();
     await widgetReady(page);
+    await answered(page, 1);
     const afterReload = await shadow(page, LOG);
     const second = await page.evaluate((q) => window.Switchboard.send(q), params.questions[1]);
-    return { first, second, afterReload, stored: await page.evaluate(() => ({ ...localStorage })) };
+    return { first, second, afterReload, storedBefore, historyRequests,
+             stored: await page.evaluate(() => ({ ...localStorage })) };
   },
 
   // Reload while the answer streams: the reloaded page picks the answer up again.
