@@ -279,7 +279,8 @@ const scenarios = {
     await page.goto(params.page);
     return page.evaluate(async (p) => {
       const sdk = await import(p.sdkUrl);
-      const client = sdk.createClient({ baseUrl: p.baseUrl, key: p.key, agentId: p.agent });
+      const client = sdk.createClient({ baseUrl: p.baseUrl, key: p.key, agentId: p.agent,
+                                        userId: p.userId, userToken: p.userToken });
       const out = { deltas: [], actions: [] };
       if (p.question) try {
         out.result = await client.send(p.question, {
@@ -288,6 +289,16 @@ const scenarios = {
         });
       } catch (e) {
         out.error = { name: e.name, code: e.code, message: e.message };
+      }
+      if (p.history) {
+        out.history = await client.history();
+        const stranger = sdk.createClient({ baseUrl: p.baseUrl, key: p.key });
+        try {
+          await stranger.history(client.sessionId);
+          out.strangerHistory = { resolved: true };
+        } catch (e) {
+          out.strangerHistory = { name: e.name, code: e.code, status: e.status };
+        }
       }
       if (p.abortAfterText) {
         const controller = new AbortController();
