@@ -38,13 +38,13 @@ async def test_a_database_seeded_by_an_older_version_gets_the_patterns(sb: Harne
     assert org is not None and org.settings.allowed_origins == DEMO_ORIGINS
     old = ("http://localhost:3000", "http://localhost:8080", "http://127.0.0.1:8080")
     await sb.core.store.update_org_settings(org.id, replace(org.settings, allowed_origins=old))
-    await seed_demo(sb.core.store, sb.core.auth, sb.core.ids, sb.core.clock)
+    await seed_demo(sb.core.store, sb.core.auth, sb.core.agents, sb.core.ids, sb.core.clock)
     org = await sb.core.store.get_org(sb.org_id)
     assert org is not None and org.settings.allowed_origins == DEMO_ORIGINS
     # A list the operator changed is left alone.
     mine = ("https://www.example.com",)
     await sb.core.store.update_org_settings(org.id, replace(org.settings, allowed_origins=mine))
-    await seed_demo(sb.core.store, sb.core.auth, sb.core.ids, sb.core.clock)
+    await seed_demo(sb.core.store, sb.core.auth, sb.core.agents, sb.core.ids, sb.core.clock)
     org = await sb.core.store.get_org(sb.org_id)
     assert org is not None and org.settings.allowed_origins == mine
 
