@@ -1,5 +1,6 @@
 """The Halo SDK dialect: `POST /api/sdk/chat` and `POST /api/sdk/chat/stream`, plus the
-reliability extensions `POST /api/sdk/chat/stop` and `GET /api/sdk/chat/stream/resume`.
+reliability extensions `POST /api/sdk/chat/stop` and `GET /api/sdk/chat/stream/resume`,
+and the widget's `GET /api/sdk/chat/history` (in `shim.halo_history`).
 
 Parsing and rendering live in `shim.halo_wire`, the error envelope in `shim.halo_errors`,
 the OpenAPI description in `shim.halo_openapi`; this module holds the handlers. Every
@@ -28,6 +29,7 @@ from shim.common import (
 )
 from shim.core_client import CoreError, header_text
 from shim.halo_errors import error_body, error_response
+from shim.halo_history import HISTORY_PATH, history
 from shim.halo_openapi import COMPONENTS, PATHS
 from shim.halo_wire import (
     DIALECT,
@@ -368,9 +370,11 @@ def setup(app: web.Application) -> None:
     app.router.add_post(STREAM_PATH, chat_stream)
     app.router.add_post(STOP_PATH, stop)
     app.router.add_get(RESUME_PATH, resume)
+    app.router.add_get(HISTORY_PATH, history)
     for path in (CHAT_PATH, STREAM_PATH, STOP_PATH):
         cors.allow(app, path, expose=EXPOSED_HEADERS)
     cors.allow(app, RESUME_PATH, methods=("GET",), expose=EXPOSED_HEADERS)
+    cors.allow(app, HISTORY_PATH, methods=("GET",), expose=EXPOSED_HEADERS)
     openapi.add_paths(app, PATHS, COMPONENTS)
 
 

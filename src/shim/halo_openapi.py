@@ -119,6 +119,28 @@ SCHEMAS: dict[str, Any] = {
             "session_id": {"type": "string"},
         },
     },
+    "HaloHistoryMessage": {
+        "type": "object",
+        "required": ["role", "text", "actions", "created_at"],
+        "properties": {
+            "role": {"type": "string", "enum": ["user", "assistant"]},
+            "text": {"type": "string"},
+            "actions": {"type": "array", "items": {"$ref": _REF + "HaloAction"}},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "HaloHistoryResponse": {
+        "type": "object",
+        "required": ["session_id", "messages", "next_page_token"],
+        "properties": {
+            "session_id": {"type": "string"},
+            "messages": {"type": "array", "items": {"$ref": _REF + "HaloHistoryMessage"}},
+            "next_page_token": {
+                "type": ["string", "null"],
+                "description": "Pass as `page_token` for the next page; null on the last.",
+            },
+        },
+    },
     "HaloError": {
         "type": "object",
         "required": ["error"],
@@ -264,6 +286,48 @@ PATHS: dict[str, Any] = {
                     "description": "The rest of the stream.",
                     "headers": _STREAM_HEADERS,
                     "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}},
+                },
+                **_ERRORS,
+            },
+        },
+    },
+    "/api/sdk/chat/history": {
+        "get": {
+            "operationId": "haloChatHistory",
+            "summary": "The session's messages, oldest first (the widget after a reload).",
+            "description": "Readable with the key the session was started with, by the "
+                           "same visitor: a verified user's session only with their "
+                           "user_token, another visitor's or a secret-key session is a 404. "
+                           "Tool messages and empty replies are left out, so a page may "
+                           "hold fewer than `limit` messages.",
+            "tags": ["halo"],
+            "security": _SECURITY,
+            "parameters": [
+                {"name": "session_id", "in": "query", "required": True,
+                 "schema": {"type": "string"}, "description": "chat_<uuid>"},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1,
+                            "maximum": limits.LIST_MESSAGES_MAX_PAGE,
+                            "default": limits.LIST_MESSAGES_DEFAULT_PAGE},
+                 "description": "Messages per page (stored messages, before tool messages "
+                                "are left out)."},
+                {"name": "page_token", "in": "query", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "`next_page_token` of the previous page."},
+                {"name": "user_id", "in": "query", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "Who asks (a verified user's session is only theirs)."},
+                {"name": "user_token", "in": "query", "required": False,
+                 "schema": {"type": "string"}, "description": "JWT proving user_id."},
+            ],
+            "responses": {
+                "200": {
+                    "description": "One page of the transcript.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": _REF + "HaloHistoryResponse"}
+                        }
+                    },
                 },
                 **_ERRORS,
             },

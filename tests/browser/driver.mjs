@@ -118,11 +118,26 @@ const scenarios = {
     await page.goto(params.page);
     await widgetReady(page);
     const first = await page.evaluate((q) => window.Switchboard.send(q), params.questions[0]);
+    const storedBefore = await page.evaluate(() => ({ ...localStorage }));
+    // Keep only the session id, whatever else the widget stored: what the reloaded page
+    // shows must come from the server.
+    await page.evaluate(() => {
+      for (const key of Object.keys(localStorage)) {
+        const { sessionId } = JSON.parse(localStorage.getItem(key));
+        localStorage.setItem(key, JSON.stringify({ sessionId }));
+      }
+    });
+    const historyRequests = [];
+    page.on("request", (request) => {
+      if (request.url().includes("/api/sdk/chat/history")) historyRequests.push(request.url());
+    });
     await page.reload();
     await widgetReady(page);
+    await answered(page, 1);
     const afterReload = await shadow(page, LOG);
     const second = await page.evaluate((q) => window.Switchboard.send(q), params.questions[1]);
-    return { first, second, afterReload, stored: await page.evaluate(() => ({ ...localStorage })) };
+    return { first, second, afterReload, storedBefore, historyRequests,
+             stored: await page.evaluate(() => ({ ...localStorage })) };
   },
 
   // Reload while the answer streams: the reloaded page picks the answer up again.
@@ -264,7 +279,8 @@ const scenarios = {
     await page.goto(params.page);
     return page.evaluate(async (p) => {
       const sdk = await import(p.sdkUrl);
-      const client = sdk.createClient({ baseUrl: p.baseUrl, key: p.key, agentId: p.agent });
+      const client = sdk.createClient({ baseUrl: p.baseUrl, key: p.key, agentId: p.agent,
+                                        userId: p.userId, userToken: p.userToken });
       const out = { deltas: [], actions: [] };
       if (p.question) try {
         out.result = await client.send(p.question, {
@@ -273,6 +289,16 @@ const scenarios = {
         });
       } catch (e) {
         out.error = { name: e.name, code: e.code, message: e.message };
+      }
+      if (p.history) {
+        out.history = await client.history();
+        const stranger = sdk.createClient({ baseUrl: p.baseUrl, key: p.key });
+        try {
+          await stranger.history(client.sessionId);
+          out.strangerHistory = { resolved: true };
+        } catch (e) {
+          out.strangerHistory = { name: e.name, code: e.code, status: e.status };
+        }
       }
       if (p.abortAfterText) {
         const controller = new AbortController();

@@ -1,16 +1,20 @@
 """sdk.js in a real browser: text and actions, a dropped connection resumed by byte
-offset, typed errors with Retry-After, abort and the stop endpoint."""
+offset, typed errors with Retry-After, abort and the stop endpoint, the history read back
+from the server."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import jwt
 from aiohttp import web
 from browser_harness import HostPages, run_scenario
 
+from core.demo.seed import DEMO_IDENTITY_SECRET
 from harness import SECRET, WIDGET, Harness, with_engine
 from switchboard.v1 import chat_pb2, events_pb2
 
@@ -109,6 +113,27 @@ async def test_text_actions_and_result(sb: Harness, host: HostPages, cdp: str) -
     assert all("\x1e" not in d and "__ACTION" not in d for d in seen["deltas"])
     assert seen["actions"] == ACTIONS and result["actions"] == ACTIONS
     assert result["sessionId"].startswith("chat_") and result["agentId"]
+
+
+def token(user_id: str) -> str:
+    """A user_token for the demo organisation (its identity secret)."""
+    return jwt.encode({"user_id": user_id, "exp": int(time.time()) + 300},
+                      DEMO_IDENTITY_SECRET, algorithm="HS256")
+
+
+async def test_history_is_read_from_the_server_by_its_owner_only(
+        sb: Harness, host: HostPages, cdp: str) -> None:
+    await sb.scripted_agent(reply=REPLY, actions=ACTIONS)
+    seen = await run_scenario(cdp, "sdk", page=_blank(host), sdkUrl=sb.base_url + "/sdk.js",
+                              baseUrl=sb.base_url, key=WIDGET, agent="scripted",
+                              question="hi", history=True, userId="alice",
+                              userToken=token("alice"))
+    assert [(m["role"], m["text"]) for m in seen["history"]] == [
+        ("user", "hi"), ("assistant", REPLY)]
+    assert seen["history"][1]["actions"] == ACTIONS
+    # The same session id without alice's token: a SwitchboardError 404, no transcript.
+    assert seen["strangerHistory"] == {"name": "SwitchboardError",
+                                       "code": "session_not_found", "status": 404}
 
 
 async def test_dropped_connection_resumes_with_the_exact_text(

@@ -2,6 +2,7 @@
 
 export declare const STREAM_PATH: "/api/sdk/chat/stream";
 export declare const RESUME_PATH: "/api/sdk/chat/stream/resume";
+export declare const HISTORY_PATH: "/api/sdk/chat/history";
 export declare const STOP_PATH: "/api/sdk/chat/stop";
 /** Reconnect attempts per send after a dropped connection. */
 export declare const MAX_RECONNECTS: number;
@@ -63,6 +64,15 @@ export interface StopResult {
   session_id: string | null;
 }
 
+/** One message of a session's transcript (GET /api/sdk/chat/history). */
+export interface HistoryMessage {
+  role: "user" | "assistant";
+  text: string;
+  actions: Action[];
+  /** ISO 8601, UTC. */
+  created_at: string;
+}
+
 export interface ErrorDetails {
   code?: string;
   status?: number;
@@ -116,6 +126,11 @@ export interface Client {
          options?: Pick<SendOptions, "onText" | "onAction" | "onStart" | "signal">,
   ): Promise<SendResult>;
   stop(sessionId?: string): Promise<StopResult>;
+  /**
+   * The session's messages, oldest first, read from the server (all pages). Rejects with
+   * a SwitchboardError `session_not_found` (404) for a session this visitor did not start.
+   */
+  history(sessionId?: string, options?: { signal?: AbortSignal }): Promise<HistoryMessage[]>;
   /** Forget the conversation: the next send starts a new session. */
   reset(): void;
 }

@@ -7,6 +7,7 @@
 
 export const STREAM_PATH = "/api/sdk/chat/stream";
 export const RESUME_PATH = "/api/sdk/chat/stream/resume";
+export const HISTORY_PATH = "/api/sdk/chat/history";
 export const STOP_PATH = "/api/sdk/chat/stop";
 
 // How many times one send reconnects after a dropped connection before giving up, and
@@ -236,7 +237,7 @@ class Client {
     const turn = { sessionId, agentId: null, started: false };
     const resume = () => {
       const query = new URLSearchParams({ session_id: turn.sessionId,
-                                          offset: String(parser.bytes) });
+                                          offset: String(parser.bytes), ...this.identity() });
       return this.fetch(`${this.baseUrl}${RESUME_PATH}?${query}`,
                         { method: "GET", signal, headers: this.headers() });
     };
@@ -317,11 +318,42 @@ class Client {
   async stop(sessionId = this.sessionId) {
     if (!sessionId) return { stopped: false, session_id: null };
     const response = await this.fetch(this.baseUrl + STOP_PATH, {
-      method: "POST", keepalive: true, body: JSON.stringify({ session_id: sessionId }),
+      method: "POST", keepalive: true,
+      body: JSON.stringify({ session_id: sessionId, ...this.identity() }),
       headers: this.headers({ "Content-Type": "application/json" }),
     });
     if (!response.ok) throw await errorFromResponse(response, sessionId);
     return response.json();
+  }
+
+  /**
+   * The session's messages, oldest first, from the server (GET /api/sdk/chat/history,
+   * every page): resolves to [{role, text, actions, created_at}]. Only the visitor who
+   * started the session may read it (the same user_id/user_token); others get a 404.
+   */
+  async history(sessionId = this.sessionId, { signal } = {}) {
+    if (!sessionId) throw new TypeError("history: a session id is required");
+    const messages = [];
+    let pageToken = null;
+    do {
+      const query = new URLSearchParams({ session_id: sessionId, ...this.identity() });
+      if (pageToken) query.set("page_token", pageToken);
+      const response = await this.fetch(`${this.baseUrl}${HISTORY_PATH}?${query}`,
+                                        { method: "GET", signal, headers: this.headers() });
+      if (!response.ok) throw await errorFromResponse(response, sessionId);
+      const page = await response.json();
+      messages.push(...page.messages);
+      pageToken = page.next_page_token;
+    } while (pageToken);
+    return messages;
+  }
+
+  /** The user_id/user_token fields a verified user's session needs on every route. */
+  identity() {
+    const fields = {};
+    if (this.userId) fields.user_id = this.userId;
+    if (this.userToken) fields.user_token = this.userToken;
+    return fields;
   }
 
   /** Forget the conversation: the next send starts a new session. */

@@ -16,7 +16,8 @@
   const config = script ? { ...script.dataset } : {};
   const assetUrl = (name) => new URL(name, scriptUrl).href;
 
-  // Stored per key and agent: the session id and what was shown, so a reload keeps both.
+  // The session id is stored per key and agent; after a reload the widget shows the last
+  // MAX_HISTORY messages of the conversation, read from the server.
   const MAX_HISTORY = 50;
   const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
   const ESCALATION_MESSAGE = "I'd like to talk to a person.";
@@ -280,12 +281,15 @@
       }
     }
 
+    // Only the session id (and whether an answer was streaming) is stored: the transcript
+    // itself is read back from the server (GET /api/sdk/chat/history), the one true copy.
+    // A copy in localStorage went stale (a turn answered in another tab, a stopped turn)
+    // and left the visitor's words on the device in plain text for as long as it lived.
     save(sessionId, pending = false) {
       try {
         const data = this.load();
         localStorage.setItem(this.storageKey, JSON.stringify({
           sessionId: sessionId || data.sessionId || null,
-          messages: this.history.slice(-MAX_HISTORY),
           // An answer was streaming: after a reload, pick it up again (resume).
           pending: pending || undefined,
         }));
@@ -297,13 +301,41 @@
     restore() {
       const data = this.load();
       this.sessionId = typeof data.sessionId === "string" ? data.sessionId : null;
-      this.history = Array.isArray(data.messages) ? data.messages.slice(-MAX_HISTORY) : [];
-      for (const message of this.history) this.renderMessage(message);
-      if (data.pending && this.sessionId) {
-        const session = this.sessionId;
-        this.queue = this.queue.then(() => this.stream(
-          (client, handlers) => client.resume(session, handlers), {})).catch(() => undefined);
+      if (!this.sessionId) return;
+      const session = this.sessionId;
+      this.queue = this.queue.then(() => this.loadHistory(session, Boolean(data.pending)))
+        .catch(() => undefined);
+    }
+
+    /** Shows the session's transcript from the server, then resumes an answer that was
+     *  streaming when the page went away (unless the transcript already holds it). */
+    async loadHistory(session, pending) {
+      let messages;
+      try {
+        messages = await this.client(await loadSdk()).history(session);
+      } catch (err) {
+        if (err && err.status === 404) {
+          // Not this visitor's session (any more): start afresh rather than fail each send.
+          this.reset();
+        } else {
+          this.notice(describeError(err));
+        }
+        return;
       }
+      this.history = messages.slice(-MAX_HISTORY);
+      for (const message of this.history) this.renderMessage(message);
+      const last = messages[messages.length - 1];
+      if (pending && last && last.role === "user") {
+        await this.stream((client, handlers) => client.resume(session, handlers), {});
+      } else if (pending) {
+        this.save(session);
+      }
+    }
+
+    notice(text) {
+      const { item, body } = this.bubble("notice");
+      item.classList.add("error");
+      body.replaceChildren(text);
     }
 
     /** Forget the conversation (e.g. when the visitor logs out): log and storage cleared. */
