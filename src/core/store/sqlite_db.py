@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,6 +91,10 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        # Group commit: writes waiting for the next transaction, and the task running it.
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.group_commits = 0  # transactions `write` ran (fewer than writes when grouped)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -120,6 +125,8 @@ class Database:
             raise unavailable from exc
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)  # queued writes finish before the close
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
             await conn.close()
         self._reader = self._writer = None
@@ -200,36 +207,51 @@ class Database:
         return result
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn` as one write transaction in a single hop to the writer thread: BEGIN
-        IMMEDIATE, `fn`, COMMIT (the same synchronous=FULL fsync), or ROLLBACK when `fn`
-        raises. It runs to its end on the thread even if the caller is cancelled, so it is
-        never half-written; the writer lock keeps other transactions' statements out."""
+        """`fn` as one atomic write in a single hop to the writer thread, group-committed:
+        every write queued while the previous commit was in flight runs in the next
+        transaction, each inside its own SAVEPOINT, and one COMMIT (one synchronous=FULL
+        fsync) makes them all durable. Returns only after that COMMIT, so a turn's
+        completed event still follows its durable commit. A write that raises is rolled
+        back to its savepoint alone (the others commit); `fn` must only touch the
+        database, since it may run again when SQLite aborts the whole transaction. The
+        batch runs to its end on the thread even if a caller is cancelled."""
         assert self._writer is not None, "store is not open"
-        conn = self._writer
-
-        def run(raw: sqlite3.Connection) -> T:
-            if raw.in_transaction:  # left by a caller of transaction() that was cancelled
-                raw.rollback()
-            raw.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(raw)
-                raw.commit()
-            except BaseException:
-                raw.rollback()
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((fn, outcome))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        try:
+            result: T = await asyncio.shield(outcome)
+        except Exception as exc:
+            unavailable = classify(exc)
+            if unavailable is None:
                 raise
-            return result
-
-        async with self._lock:
-            try:
-                result = await asyncio.shield(self._in_thread(conn, run))
-            except Exception as exc:
-                unavailable = classify(exc)
-                if unavailable is None:
-                    raise
-                self.health.record(False, unavailable.cause)
-                raise unavailable from exc
-        self.health.record(True)
+            raise unavailable from exc
         return result
+
+    async def _flush(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            fns = [fn for fn, _ in batch]
+            try:
+                async with self._lock:
+                    assert self._writer is not None, "store is not open"
+                    results = await self._in_thread(self._writer, partial(_run_group, fns=fns))
+            except Exception as exc:  # the connection itself failed (closed, I/O)
+                results = [(False, exc)] * len(batch)
+            failed = [r for ok, r in results if not ok and classify(r) is not None]
+            if failed:
+                self.health.record(False, classify(failed[0]).cause)  # type: ignore[union-attr]
+            elif any(ok for ok, _ in results):
+                self.health.record(True)
+            self.group_commits += 1
+            for (_, outcome), (ok, value) in zip(batch, results, strict=True):
+                if outcome.done():
+                    continue
+                if ok:
+                    outcome.set_result(value)
+                else:
+                    outcome.set_exception(value)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._reader is not None, "store is not open"
@@ -266,6 +288,48 @@ class Database:
         async with self.transaction() as conn:
             cursor = await conn.execute(sql, tuple(params))
             return int(cursor.rowcount)
+
+
+def _run_group(raw: sqlite3.Connection,
+               fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+    """Run `fns` in one transaction, each in its own savepoint; (True, result) or
+    (False, exception) per function. When SQLite aborts the whole transaction (some
+    errors, such as a full disk, roll it all back), that function fails and the others
+    run again in a new transaction: one write never takes the others down with it."""
+    results: list[tuple[bool, Any]] = [(False, None)] * len(fns)
+    todo = list(range(len(fns)))
+    while todo:
+        if raw.in_transaction:  # left by a caller of transaction() that was cancelled
+            raw.rollback()
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            for i in todo:
+                results[i] = (False, exc)
+            return results
+        aborted = -1
+        for i in todo:
+            raw.execute("SAVEPOINT write")
+            try:
+                results[i] = (True, fns[i](raw))
+            except Exception as exc:
+                results[i] = (False, exc)
+                if not raw.in_transaction:
+                    aborted = i
+                    break
+                raw.execute("ROLLBACK TO write")
+            raw.execute("RELEASE write")
+        if aborted >= 0:
+            todo = [i for i in todo if i != aborted]
+            continue
+        try:
+            raw.commit()
+        except Exception as exc:
+            raw.rollback()
+            for i in todo:
+                results[i] = (False, exc)
+        return results
+    return results
 
 
 def _split_sql(sql: str) -> list[str]:
