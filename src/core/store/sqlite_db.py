@@ -5,7 +5,11 @@ survives power loss once its completed event is sent (NORMAL would only survive 
 process crash). `SWITCHBOARD_SQLITE_SYNCHRONOUS=NORMAL` trades that for throughput.
 One writer connection serialised by an asyncio lock (SQLite allows one writer anyway;
 interleaving two coroutines' statements on one connection would mix transactions) and one
-reader connection, which WAL lets run beside the writer.
+reader connection, which WAL lets run beside the writer. A turn's begin and commit each
+run as one function on the writer thread (`Database.write`: one hop, not one per
+statement), and writes queued while a commit is in flight share the next transaction
+and its one fsync (group commit); each keeps its own savepoint, so they stay atomic
+one by one, and none returns before the COMMIT.
 """
 
 from __future__ import annotations
