@@ -243,6 +243,11 @@ class Database:
                     results = await self._in_thread(self._writer, partial(_run_group, fns=fns))
             except Exception as exc:  # the connection itself failed (closed, I/O)
                 results = [(False, exc)] * len(batch)
+            except BaseException:  # cancelled (loop shutting down): no caller waits forever
+                for _, outcome in batch:
+                    if not outcome.done():
+                        outcome.set_exception(StoreUnavailableShutdown())
+                raise
             failed = [r for ok, r in results if not ok and classify(r) is not None]
             if failed:
                 self.health.record(False, classify(failed[0]).cause)  # type: ignore[union-attr]
@@ -292,6 +297,14 @@ class Database:
         async with self.transaction() as conn:
             cursor = await conn.execute(sql, tuple(params))
             return int(cursor.rowcount)
+
+
+class StoreUnavailableShutdown(RuntimeError):
+    """A queued write whose group was cancelled before it ran (the process is stopping):
+    it may or may not have been committed."""
+
+    def __init__(self) -> None:
+        super().__init__("the store was shut down while this write was queued")
 
 
 def _run_group(raw: sqlite3.Connection,
