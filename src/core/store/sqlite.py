@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -253,8 +254,8 @@ class SqliteStore(SqliteFlowsMixin):
         return self._conversation(row) if row else None
 
     @staticmethod
-    async def _insert_message(conn: aiosqlite.Connection, m: MessageRecord) -> None:
-        await conn.execute(
+    def _insert_message(conn: sqlite3.Connection, m: MessageRecord) -> None:
+        conn.execute(
             "INSERT INTO messages (id, conversation_id, org_id, turn_id, role, content, status, "
             "agent_id, actions_json, confidence, usage_json, images_json, metadata_json, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -273,10 +274,10 @@ class SqliteStore(SqliteFlowsMixin):
         )
 
     @staticmethod
-    async def _insert_conversation(
-        conn: aiosqlite.Connection, c: ConversationRecord, running_turn_id: str = ""
+    def _insert_conversation(
+        conn: sqlite3.Connection, c: ConversationRecord, running_turn_id: str = ""
     ) -> None:
-        await conn.execute(
+        conn.execute(
             "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
             "context_json, variables_json, running_turn_id, created_at, updated_at, owner) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -288,191 +289,201 @@ class SqliteStore(SqliteFlowsMixin):
         )
 
     async def create_conversation(self, conversation: ConversationRecord) -> None:
-        async with self.db.transaction() as conn:
-            await self._insert_conversation(conn, conversation)
+        await self.db.write(lambda conn: self._insert_conversation(conn, conversation))
 
     @staticmethod
-    async def _claim_conversation(
-        conn: aiosqlite.Connection, org_id: str, conversation_id: str, turn_id: str,
+    def _claim_conversation(
+        conn: sqlite3.Connection, org_id: str, conversation_id: str, turn_id: str,
         sets: str = "", params: tuple[Any, ...] = (),
     ) -> int:
         """Claim the conversation for `turn_id` (a conditional write: only while no turn
         holds it) and return its event counter. TurnConflict if another turn holds it."""
-        cursor = await conn.execute(
+        cursor = conn.execute(
             f"UPDATE conversations SET running_turn_id = ?{sets} "
             "WHERE id = ? AND org_id = ? AND running_turn_id = '' RETURNING last_seq",
             (turn_id, *params, conversation_id, org_id),
         )
-        row = await cursor.fetchone()
-        await cursor.close()
+        row = cursor.fetchone()
+        cursor.close()
         if row is not None:
             return int(row[0])
-        cursor = await conn.execute(
+        cursor = conn.execute(
             "SELECT 1 FROM conversations WHERE id = ? AND org_id = ?", (conversation_id, org_id)
         )
-        exists = await cursor.fetchone()
-        await cursor.close()
+        exists = cursor.fetchone()
+        cursor.close()
         if exists is None:
             raise not_found(Reason.CONVERSATION_NOT_FOUND,
                             f"Conversation '{conversation_id}' not found.")
         raise TurnConflict(TurnConflict.CONVERSATION)
 
     async def begin_turn(self, begin: TurnBegin) -> TurnRecord:
+        # Every statement of the turn's start in one hop to the writer thread.
+        return await self.db.write(lambda conn: self._begin_turn(conn, begin))
+
+    def _begin_turn(self, conn: sqlite3.Connection, begin: TurnBegin) -> TurnRecord:
         t = begin.turn
-        async with self.db.transaction() as conn:
-            if begin.new_conversation is not None:
-                await self._insert_conversation(conn, begin.new_conversation, t.id)
-            sets = ", agent_id = ?, updated_at = ?"
-            params: tuple[Any, ...] = (t.agent_id, _ts(t.created_at))
-            if begin.conversation_context is not None:
-                sets += ", context_json = ?"
-                params += (dumps(begin.conversation_context),)
-            if begin.conversation_variables is not None:
-                sets += ", variables_json = ?"
-                params += (dumps(begin.conversation_variables),)
-            if begin.new_conversation is not None:
-                # Created already holding the claim: just read the counter.
-                cursor = await conn.execute(
-                    f"UPDATE conversations SET {sets[2:]} WHERE id = ? RETURNING last_seq",
-                    (*params, t.conversation_id),
-                )
-                row = await cursor.fetchone()
-                await cursor.close()
-                assert row is not None
-                last_seq = int(row[0])
-            else:
-                last_seq = await self._claim_conversation(
-                    conn, t.org_id, t.conversation_id, t.id, sets, params
-                )
-            t = replace(t, first_seq=last_seq + 1, last_seq=last_seq)
-            if t.idempotency_key:
-                # The engine found no turn to replay under this key (none, expired, or left
-                # by a crash): older finished rows give it up. A row still running keeps it.
-                await conn.execute(
-                    "UPDATE turns SET idempotency_key = '' WHERE org_id = ? AND "
-                    "idempotency_key = ? AND status <> 'running'",
-                    (t.org_id, t.idempotency_key),
-                )
-            # The unique (org, key) index turns a concurrent claim of the key into no row
-            # inserted (a conditional write, not an error to parse).
-            cursor = await conn.execute(
-                "INSERT INTO turns (id, conversation_id, org_id, agent_id, status, first_seq, "
-                "last_seq, idempotency_key, request_hash, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        if begin.new_conversation is not None:
+            self._insert_conversation(conn, begin.new_conversation, t.id)
+        sets = ", agent_id = ?, updated_at = ?"
+        params: tuple[Any, ...] = (t.agent_id, _ts(t.created_at))
+        if begin.conversation_context is not None:
+            sets += ", context_json = ?"
+            params += (dumps(begin.conversation_context),)
+        if begin.conversation_variables is not None:
+            sets += ", variables_json = ?"
+            params += (dumps(begin.conversation_variables),)
+        if begin.new_conversation is not None:
+            # Created already holding the claim: just read the counter.
+            cursor = conn.execute(
+                f"UPDATE conversations SET {sets[2:]} WHERE id = ? RETURNING last_seq",
+                (*params, t.conversation_id),
+            )
+            row = cursor.fetchone()
+            cursor.close()
+            assert row is not None
+            last_seq = int(row[0])
+        else:
+            last_seq = self._claim_conversation(
+                conn, t.org_id, t.conversation_id, t.id, sets, params
+            )
+        t = replace(t, first_seq=last_seq + 1, last_seq=last_seq)
+        if t.idempotency_key:
+            # The engine found no turn to replay under this key (none, expired, or left
+            # by a crash): older finished rows give it up. A row still running keeps it.
+            conn.execute(
+                "UPDATE turns SET idempotency_key = '' WHERE org_id = ? AND "
+                "idempotency_key = ? AND status <> 'running'",
+                (t.org_id, t.idempotency_key),
+            )
+        # The unique (org, key) index turns a concurrent claim of the key into no row
+        # inserted (a conditional write, not an error to parse).
+        cursor = conn.execute(
+            "INSERT INTO turns (id, conversation_id, org_id, agent_id, status, first_seq, "
+            "last_seq, idempotency_key, request_hash, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                t.id, t.conversation_id, t.org_id, t.agent_id, t.status, t.first_seq,
+                t.last_seq, t.idempotency_key, t.request_hash, _ts(t.created_at),
+                _ts(t.updated_at),
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise TurnConflict(TurnConflict.IDEMPOTENCY_KEY)
+        for m in begin.prior_messages:
+            self._insert_message(conn, m)
+        if begin.user_message is not None:
+            self._insert_message(conn, begin.user_message)
+        u = begin.end_user
+        if u is not None:
+            conn.execute(
+                "INSERT INTO end_users (org_id, external_id, company_id, traits_json, "
+                "context_json, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (org_id, external_id) DO UPDATE SET "
+                "company_id = excluded.company_id, traits_json = excluded.traits_json, "
+                "context_json = excluded.context_json, updated_at = excluded.updated_at",
                 (
-                    t.id, t.conversation_id, t.org_id, t.agent_id, t.status, t.first_seq,
-                    t.last_seq, t.idempotency_key, t.request_hash, _ts(t.created_at),
-                    _ts(t.updated_at),
+                    u.org_id, u.external_id, u.company_id, dumps(u.traits),
+                    dumps(u.context), _ts(t.created_at),
                 ),
             )
-            if cursor.rowcount != 1:
-                raise TurnConflict(TurnConflict.IDEMPOTENCY_KEY)
-            for m in begin.prior_messages:
-                await self._insert_message(conn, m)
-            if begin.user_message is not None:
-                await self._insert_message(conn, begin.user_message)
-            u = begin.end_user
-            if u is not None:
-                await conn.execute(
-                    "INSERT INTO end_users (org_id, external_id, company_id, traits_json, "
-                    "context_json, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (org_id, external_id) DO UPDATE SET "
-                    "company_id = excluded.company_id, traits_json = excluded.traits_json, "
-                    "context_json = excluded.context_json, updated_at = excluded.updated_at",
-                    (
-                        u.org_id, u.external_id, u.company_id, dumps(u.traits),
-                        dumps(u.context), _ts(t.created_at),
-                    ),
-                )
         return t
 
     async def resume_turn(
         self, org_id: str, interrupt_id: str, now: datetime
     ) -> TurnRecord | None:
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
-                "WHERE id = ? AND org_id = ? AND status = 'pending' "
-                "RETURNING conversation_id, turn_id",
-                (_ts(now), interrupt_id, org_id),
-            )
-            claimed = await cursor.fetchone()
-            await cursor.close()
-            if claimed is None:
-                return None
-            conversation_id, turn_id = claimed[0], claimed[1]
-            last_seq = await self._claim_conversation(
-                conn, org_id, conversation_id, turn_id, ", updated_at = ?", (_ts(now),)
-            )
-            cursor = await conn.execute(
-                "UPDATE turns SET status = 'running', updated_at = ? WHERE id = ? AND "
-                "org_id = ? RETURNING *",
-                (_ts(now), turn_id, org_id),
-            )
-            row = await cursor.fetchone()
-            await cursor.close()
+        return await self.db.write(lambda conn: self._resume_turn(conn, org_id, interrupt_id,
+                                                                 now))
+
+    def _resume_turn(
+        self, conn: sqlite3.Connection, org_id: str, interrupt_id: str, now: datetime
+    ) -> TurnRecord | None:
+        cursor = conn.execute(
+            "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
+            "WHERE id = ? AND org_id = ? AND status = 'pending' "
+            "RETURNING conversation_id, turn_id",
+            (_ts(now), interrupt_id, org_id),
+        )
+        claimed = cursor.fetchone()
+        cursor.close()
+        if claimed is None:
+            return None
+        conversation_id, turn_id = claimed[0], claimed[1]
+        last_seq = self._claim_conversation(
+            conn, org_id, conversation_id, turn_id, ", updated_at = ?", (_ts(now),)
+        )
+        cursor = conn.execute(
+            "UPDATE turns SET status = 'running', updated_at = ? WHERE id = ? AND "
+            "org_id = ? RETURNING *",
+            (_ts(now), turn_id, org_id),
+        )
+        row = cursor.fetchone()
+        cursor.close()
         assert row is not None
         return replace(self._turn(row), first_seq=last_seq + 1, last_seq=last_seq)
 
     async def commit_turn(self, commit: TurnCommit) -> None:
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE conversations SET last_seq = ?, running_turn_id = '', updated_at = ? "
-                "WHERE id = ? AND running_turn_id = ? RETURNING org_id",
-                (commit.last_seq, _ts(commit.updated_at), commit.conversation_id,
-                 commit.turn_id),
+        # Every statement of the turn's end in one hop to the writer thread.
+        await self.db.write(lambda conn: self._commit_turn(conn, commit))
+
+    def _commit_turn(self, conn: sqlite3.Connection, commit: TurnCommit) -> None:
+        cursor = conn.execute(
+            "UPDATE conversations SET last_seq = ?, running_turn_id = '', updated_at = ? "
+            "WHERE id = ? AND running_turn_id = ? RETURNING org_id",
+            (commit.last_seq, _ts(commit.updated_at), commit.conversation_id,
+             commit.turn_id),
+        )
+        held = cursor.fetchone()
+        cursor.close()
+        if held is None:
+            raise TurnClaimLost(
+                f"turn {commit.turn_id} no longer holds conversation "
+                f"{commit.conversation_id}"
             )
-            held = await cursor.fetchone()
-            await cursor.close()
-            if held is None:
-                raise TurnClaimLost(
-                    f"turn {commit.turn_id} no longer holds conversation "
-                    f"{commit.conversation_id}"
-                )
-            if commit.events:
-                await conn.execute(
-                    "INSERT INTO event_log (org_id, conversation_id, first_seq, last_seq, "
-                    "turn_id, events_json, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        held[0], commit.conversation_id, commit.events[0].seq,
-                        commit.events[-1].seq, commit.turn_id,
-                        dumps([_compact(e) for e in commit.events]),
-                        micros(commit.updated_at),
-                    ),
-                )
-            for m in commit.messages:
-                await self._insert_message(conn, m)
-            await conn.execute(
-                "UPDATE turns SET status = ?, last_seq = ?, updated_at = ? WHERE id = ?",
-                (commit.status, commit.last_seq, _ts(commit.updated_at), commit.turn_id),
+        if commit.events:
+            conn.execute(
+                "INSERT INTO event_log (org_id, conversation_id, first_seq, last_seq, "
+                "turn_id, events_json, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    held[0], commit.conversation_id, commit.events[0].seq,
+                    commit.events[-1].seq, commit.turn_id,
+                    dumps([_compact(e) for e in commit.events]),
+                    micros(commit.updated_at),
+                ),
             )
-            u = commit.usage
-            if u is not None:
-                await conn.execute(
-                    "INSERT INTO usage_ledger (org_id, user_id, conversation_id, turn_id, model, "
-                    "prompt_tokens, completion_tokens, cost_micros, created_at, created_us) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        u.org_id, u.user_id, u.conversation_id, u.turn_id, u.model,
-                        u.prompt_tokens, u.completion_tokens, u.cost_micros, _ts(u.created_at),
-                        micros(u.created_at),
-                    ),
-                )
-            i = commit.interrupt
-            if i is not None:
-                await conn.execute(
-                    "INSERT INTO interrupts (id, org_id, conversation_id, turn_id, status, "
-                    "calls_json, state_json, expires_at, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        i.id, i.org_id, i.conversation_id, i.turn_id, i.status,
-                        dumps([
-                            {"id": c.tool_call_id, "name": c.tool_name, "args": c.arguments_json}
-                            for c in i.calls
-                        ]),
-                        dumps(i.state), _ts(i.expires_at), _ts(i.created_at),
-                    ),
-                )
+        for m in commit.messages:
+            self._insert_message(conn, m)
+        conn.execute(
+            "UPDATE turns SET status = ?, last_seq = ?, updated_at = ? WHERE id = ?",
+            (commit.status, commit.last_seq, _ts(commit.updated_at), commit.turn_id),
+        )
+        u = commit.usage
+        if u is not None:
+            conn.execute(
+                "INSERT INTO usage_ledger (org_id, user_id, conversation_id, turn_id, model, "
+                "prompt_tokens, completion_tokens, cost_micros, created_at, created_us) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    u.org_id, u.user_id, u.conversation_id, u.turn_id, u.model,
+                    u.prompt_tokens, u.completion_tokens, u.cost_micros, _ts(u.created_at),
+                    micros(u.created_at),
+                ),
+            )
+        i = commit.interrupt
+        if i is not None:
+            conn.execute(
+                "INSERT INTO interrupts (id, org_id, conversation_id, turn_id, status, "
+                "calls_json, state_json, expires_at, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    i.id, i.org_id, i.conversation_id, i.turn_id, i.status,
+                    dumps([
+                        {"id": c.tool_call_id, "name": c.tool_name, "args": c.arguments_json}
+                        for c in i.calls
+                    ]),
+                    dumps(i.state), _ts(i.expires_at), _ts(i.created_at),
+                ),
+            )
 
     @staticmethod
     def _turn(row: aiosqlite.Row) -> TurnRecord:

@@ -5,7 +5,11 @@ survives power loss once its completed event is sent (NORMAL would only survive 
 process crash). `SWITCHBOARD_SQLITE_SYNCHRONOUS=NORMAL` trades that for throughput.
 One writer connection serialised by an asyncio lock (SQLite allows one writer anyway;
 interleaving two coroutines' statements on one connection would mix transactions) and one
-reader connection, which WAL lets run beside the writer.
+reader connection, which WAL lets run beside the writer. A turn's begin and commit each
+run as one function on the writer thread (`Database.write`: one hop, not one per
+statement), and writes queued while a commit is in flight share the next transaction
+and its one fsync (group commit); each keeps its own savepoint, so they stay atomic
+one by one, and none returns before the COMMIT.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -31,6 +37,7 @@ log = logging.getLogger("switchboard.store")
 BUSY_TIMEOUT_MS = 5000  # SWITCHBOARD_SQLITE_BUSY_TIMEOUT_MS overrides it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+T = TypeVar("T")
 
 
 def ts(dt: datetime) -> str:
@@ -88,6 +95,10 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        # Group commit: writes waiting for the next transaction, and the task running it.
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.group_commits = 0  # transactions `write` ran (fewer than writes when grouped)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -118,6 +129,8 @@ class Database:
             raise unavailable from exc
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)  # queued writes finish before the close
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
             await conn.close()
         self._reader = self._writer = None
@@ -187,37 +200,153 @@ class Database:
             version = int(row[0]) if row else 0
             await conn.execute(f"PRAGMA user_version = {version}")
 
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        assert self._reader is not None, "store is not open"
-        try:
-            cursor = await self._reader.execute(sql, tuple(params))
-            row = await cursor.fetchone()
-            await cursor.close()
-        except Exception as exc:
-            unavailable = classify(exc)
-            if unavailable is None:
-                raise
-            raise unavailable from exc
-        return row
+    @staticmethod
+    async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the connection's own thread in one hop. Every awaited aiosqlite call
+        is a queue put, a thread wake-up and a `call_soon_threadsafe` back (the largest
+        cost of a turn in the profile); a whole read or write transaction run as one
+        function pays it once. aiosqlite has no public call for this: `_execute` and
+        `_conn` are its internals (stable since 0.17; the suite runs through them)."""
+        result: T = await conn._execute(fn, conn._conn)  # type: ignore[no-untyped-call]
+        return result
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        assert self._reader is not None, "store is not open"
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` as one atomic write in a single hop to the writer thread, group-committed:
+        every write queued while the previous commit was in flight runs in the next
+        transaction, each inside its own SAVEPOINT, and one COMMIT (one synchronous=FULL
+        fsync) makes them all durable. Returns only after that COMMIT, so a turn's
+        completed event still follows its durable commit. A write that raises is rolled
+        back to its savepoint alone (the others commit); `fn` must only touch the
+        database, since it may run again when SQLite aborts the whole transaction. The
+        batch runs to its end on the thread even if a caller is cancelled."""
+        assert self._writer is not None, "store is not open"
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((fn, outcome))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
         try:
-            cursor = await self._reader.execute(sql, tuple(params))
-            rows = await cursor.fetchall()
-            await cursor.close()
+            result: T = await asyncio.shield(outcome)
         except Exception as exc:
             unavailable = classify(exc)
             if unavailable is None:
                 raise
             raise unavailable from exc
-        return list(rows)
+        return result
+
+    async def _flush(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            fns = [fn for fn, _ in batch]
+            try:
+                async with self._lock:
+                    assert self._writer is not None, "store is not open"
+                    results = await self._in_thread(self._writer, partial(_run_group, fns=fns))
+            except Exception as exc:  # the connection itself failed (closed, I/O)
+                results = [(False, exc)] * len(batch)
+            except BaseException:  # cancelled (loop shutting down): no caller waits forever
+                for _, outcome in batch:
+                    if not outcome.done():
+                        outcome.set_exception(StoreUnavailableShutdown())
+                raise
+            failed = [r for ok, r in results if not ok and classify(r) is not None]
+            if failed:
+                self.health.record(False, classify(failed[0]).cause)  # type: ignore[union-attr]
+            elif any(ok for ok, _ in results):
+                self.health.record(True)
+            self.group_commits += 1
+            for (_, outcome), (ok, value) in zip(batch, results, strict=True):
+                if outcome.done():
+                    continue
+                if ok:
+                    outcome.set_result(value)
+                else:
+                    outcome.set_exception(value)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._reader is not None, "store is not open"
+        try:
+            return await self._in_thread(self._reader, fn)
+        except Exception as exc:
+            unavailable = classify(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        args = tuple(params)
+
+        def one(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            cursor = conn.execute(sql, args)
+            try:
+                row: sqlite3.Row | None = cursor.fetchone()
+            finally:
+                cursor.close()  # no statement left open to pin a WAL snapshot
+            return row
+        return await self._read(one)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        args = tuple(params)
+
+        def every(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows: list[sqlite3.Row] = conn.execute(sql, args).fetchall()
+            return rows
+        return await self._read(every)
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One statement in its own transaction; returns the changed row count."""
         async with self.transaction() as conn:
             cursor = await conn.execute(sql, tuple(params))
             return int(cursor.rowcount)
+
+
+class StoreUnavailableShutdown(RuntimeError):
+    """A queued write whose group was cancelled before it ran (the process is stopping):
+    it may or may not have been committed."""
+
+    def __init__(self) -> None:
+        super().__init__("the store was shut down while this write was queued")
+
+
+def _run_group(raw: sqlite3.Connection,
+               fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+    """Run `fns` in one transaction, each in its own savepoint; (True, result) or
+    (False, exception) per function. When SQLite aborts the whole transaction (some
+    errors, such as a full disk, roll it all back), that function fails and the others
+    run again in a new transaction: one write never takes the others down with it."""
+    results: list[tuple[bool, Any]] = [(False, None)] * len(fns)
+    todo = list(range(len(fns)))
+    while todo:
+        if raw.in_transaction:  # left by a caller of transaction() that was cancelled
+            raw.rollback()
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            for i in todo:
+                results[i] = (False, exc)
+            return results
+        aborted = -1
+        for i in todo:
+            raw.execute("SAVEPOINT write")
+            try:
+                results[i] = (True, fns[i](raw))
+            except Exception as exc:
+                results[i] = (False, exc)
+                if not raw.in_transaction:
+                    aborted = i
+                    break
+                raw.execute("ROLLBACK TO write")
+            raw.execute("RELEASE write")
+        if aborted >= 0:
+            todo = [i for i in todo if i != aborted]
+            continue
+        try:
+            raw.commit()
+        except Exception as exc:
+            raw.rollback()
+            for i in todo:
+                results[i] = (False, exc)
+        return results
+    return results
 
 
 def _split_sql(sql: str) -> list[str]:
