@@ -7,6 +7,8 @@ import asyncio
 import json
 import shutil
 import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from halo_client import (
     stream,
 )
 
+from core.clock import FixedClock
 from harness import SECRET, WIDGET, Harness
 from switchboard.v1 import events_pb2
 
@@ -132,7 +135,31 @@ async def test_stream_transcript_is_durable_when_the_stream_ends(sb: Harness) ->
     )
 
 
-async def test_livehelp_routes_to_team_without_generation(sb: Harness) -> None:
+# The demo support team's hours are Monday to Friday, 8:00-18:00 US Eastern: the routing
+# acknowledgement depends on the (injected) time, never on when the suite happens to run.
+OPEN = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
+CLOSED = datetime(2026, 3, 3, 23, 30, tzinfo=UTC)  # the same Tuesday, 18:30 in New York
+
+
+@pytest.fixture
+async def open_hours(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = await Harness.start(tmp_path, clock=FixedClock(OPEN))
+    yield harness
+    await harness.stop()
+
+
+async def test_livehelp_outside_hours_says_the_team_is_offline(tmp_path: Path) -> None:
+    sb = await Harness.start(tmp_path, clock=FixedClock(CLOSED))
+    try:
+        status, body = await post(sb, {"message": "I need a human", "mode": "livehelp"})
+        assert status == 200 and body["routing"]["action"] == "route_to_team"
+        assert "offline right now" in body["text"] and "connecting you" not in body["text"]
+    finally:
+        await sb.stop()
+
+
+async def test_livehelp_routes_to_team_without_generation(open_hours: Harness) -> None:
+    sb = open_hours
     status, body = await post(sb, {"message": "I need a human", "mode": "livehelp"})
     assert status == 200
     assert body["routing"]["action"] == "route_to_team"
