@@ -35,6 +35,8 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
                          tls_client_ca=ns.tls_client_ca)
     if getattr(ns, "trusted_proxy", None):
         config = replace(config, trusted_proxies=tuple(ns.trusted_proxy))
+    if getattr(ns, "redis", None):
+        config = replace(config, redis_url=ns.redis)
     engine = EngineConfig()
     if getattr(ns, "detach_grace", None) is not None:
         engine = replace(engine, detach_grace_s=ns.detach_grace)
@@ -50,6 +52,15 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
+
+
+def _redis_url(text: str) -> str:
+    from core.redis_limits import check_url
+
+    try:
+        return check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _add_security_flags(p: argparse.ArgumentParser) -> None:
@@ -106,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-host", default="127.0.0.1")
     serve.add_argument("--http-port", type=int, default=int(os.environ.get("PORT", 8080)))
     serve.add_argument("--core", default="", help="core address for --role shim")
+    serve.add_argument("--redis", type=_redis_url,
+                       default=os.environ.get("SWITCHBOARD_REDIS_URL", ""),
+                       metavar="redis://HOST:PORT/N",
+                       help="share rate limits and stream caps with other replicas through "
+                       "this Redis (default $SWITCHBOARD_REDIS_URL; none: in-process)")
     serve.add_argument("--detach-grace", type=float, default=None,
                        help="seconds a turn keeps running after its client leaves")
     serve.add_argument("--shutdown-grace", type=float, default=None)

@@ -25,6 +25,7 @@ from core.grpcapi.inprocess import HandlerRegistry, InProcessChannel
 from core.grpcapi.readiness import StoreReadiness
 from core.keys import Authenticator
 from core.pricing import Pricing
+from core.redis_limits import RedisRateLimiter, redacted
 from core.store.base import Store
 from core.store.sqlite import SqliteStore
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
@@ -71,6 +72,10 @@ class CoreServer:
         self.pricing = Pricing(self.store)
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
                                  pricer=self.pricing.price)
+        self.redis_limits: RedisRateLimiter | None = None
+        if config.redis_url:
+            self.redis_limits = RedisRateLimiter(config.redis_url, self.clock)
+            self.engine.rate_limiter = self.redis_limits
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self._handlers: HandlerRegistry | None = None
@@ -85,6 +90,8 @@ class CoreServer:
         await self.store.open()
         await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
+        if self.redis_limits is not None and await self.redis_limits.ping():
+            log.info("rate limits shared through Redis at %s", redacted(self.config.redis_url))
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.max_send_message_length", self.config.max_message_bytes),
@@ -163,6 +170,8 @@ class CoreServer:
         if self.server is not None:
             await self.server.stop(grace=1.0)
         await self.store.close()
+        if self.redis_limits is not None:
+            await self.redis_limits.close()
         await http_pool.release()
         log.info("core stopped")
 
