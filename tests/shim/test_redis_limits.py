@@ -24,7 +24,8 @@ from core import redis_limits
 from core.clock import FixedClock
 from core.ratelimit import RateLimit
 from core.redis_limits import RedisRateLimiter
-from harness import SECRET, Harness
+from harness import SECRET, Harness, auth
+from switchboard.v1 import chat_pb2, events_pb2
 
 REDIS_DB = 11
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -133,6 +134,7 @@ async def test_a_crashed_replicas_stream_slots_expire_with_their_lease(
         clock.advance(redis_limits.STREAM_LEASE_S + 0.001)
         async with other.stream_slot("key", limit):
             pass
+        await holder.__aexit__(None, None, None)  # ends its renewal task (test hygiene)
     finally:
         await crashed.close()
         await other.close()
@@ -187,7 +189,8 @@ async def test_redis_unreachable_falls_back_to_per_process_limits(
             statuses.append((await post(sb, stream=True))[0])
         # This process's bucket: burst 2, then refused, then one token a second later.
         assert statuses == [200, 200, 429, 200, 429]
-        lines = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        lines = [r for r in caplog.records
+                 if "unreachable" in r.getMessage() and "rate limits" in r.getMessage()]
         # One line for the outage (start and every request since are the same outage).
         assert len(lines) == 1, [r.getMessage() for r in caplog.records]
         assert "per-process" in lines[0].getMessage()
@@ -260,8 +263,37 @@ async def test_shared_limits_resume_when_redis_is_back(
             assert (await post(b))[0] == 429  # shared again: A took its only token
         assert a.core.redis_limits.shared  # type: ignore[union-attr]
         messages = [r.getMessage() for r in caplog.records]
-        assert sum("unreachable" in m for m in messages) == 2  # one per replica
-        assert sum("reachable again" in m for m in messages) == 2
+        # One line per replica each way (the stop listener says its own).
+        assert sum("unreachable" in m and "rate limits" in m for m in messages) == 2
+        assert sum("again: shared rate limits" in m for m in messages) == 2
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_stop_sent_to_one_replica_stops_the_turn_on_the_other(
+        tmp_path: Path, redis_url: str) -> None:
+    a, b = await replicas(tmp_path, redis_url, FixedClock())
+    try:
+        await a.scripted_agent(reply=" ".join(f"w{i}" for i in range(300)), delay_ms=10)
+        call = a.chat.StreamChat(chat_pb2.StreamChatRequest(
+            turn=chat_pb2.TurnInput(message="go", agent="scripted")), metadata=auth())
+        events: list[events_pb2.ChatEvent] = []
+        stop: chat_pb2.StopTurnResponse | None = None
+        async for reply in call:
+            events.append(reply.event)
+            if stop is None and sum(e.HasField("text_delta") for e in events) == 5:
+                stop = await b.chat.StopTurn(chat_pb2.StopTurnRequest(
+                    conversation_id=events[0].conversation_id), metadata=auth())
+        assert stop is not None and stop.stopped and stop.turn_id
+        last = events[-1]
+        assert last.completed.status == events_pb2.TURN_STATUS_STOPPED
+        assert last.turn_id == stop.turn_id
+        assert len(last.completed.text.split()) < 300
+        # Nothing running anywhere now: a second stop through B says so.
+        again = await b.chat.StopTurn(chat_pb2.StopTurnRequest(
+            conversation_id=events[0].conversation_id), metadata=auth())
+        assert not again.stopped
     finally:
         await a.stop()
         await b.stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from core.events import Event, EventBody
@@ -159,6 +159,14 @@ class LiveTurns:
 
     def __init__(self) -> None:
         self._by_conversation: dict[str, LiveTurn] = {}
+        # With --redis (core.redis_stops): stops the turn when another replica runs it.
+        self.elsewhere: Callable[[str], Awaitable[tuple[bool, str] | None]] | None = None
+
+    async def stop_elsewhere(self, conversation_id: str) -> tuple[bool, str]:
+        """Stop a turn this process does not run: (stopped, turn_id), or (False, "")."""
+        if self.elsewhere is None:
+            return False, ""
+        return await self.elsewhere(conversation_id) or (False, "")
 
     def get(self, conversation_id: str) -> LiveTurn | None:
         return self._by_conversation.get(conversation_id)

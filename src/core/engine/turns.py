@@ -652,7 +652,7 @@ class TurnEngine:
             self.store, principal, conversation_id, access or Access())
         live = self.live.get(conversation.id)
         if live is None or live.done:
-            return False, ""
+            return await self.live.stop_elsewhere(conversation.id)
         stopped = live.cancel(CANCEL_STOP)
         await live.finished.wait()
         return stopped, live.turn_id

@@ -26,6 +26,7 @@ from core.grpcapi.readiness import StoreReadiness
 from core.keys import Authenticator
 from core.pricing import Pricing
 from core.redis_limits import RedisRateLimiter, redacted
+from core.redis_stops import RemoteStops
 from core.store.base import Store
 from core.store.sqlite import SqliteStore
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
@@ -73,6 +74,7 @@ class CoreServer:
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
                                  pricer=self.pricing.price)
         self.redis_limits: RedisRateLimiter | None = None
+        self.remote_stops: RemoteStops | None = None
         if config.redis_url:
             self.redis_limits = RedisRateLimiter(config.redis_url, self.clock)
             self.engine.rate_limiter = self.redis_limits
@@ -92,6 +94,10 @@ class CoreServer:
         await self.engine.recover()
         if self.redis_limits is not None and await self.redis_limits.ping():
             log.info("rate limits shared through Redis at %s", redacted(self.config.redis_url))
+        if self.config.redis_url:
+            self.remote_stops = RemoteStops(self.config.redis_url, self.engine.live)
+            await self.remote_stops.start()
+            self.engine.live.elsewhere = self.remote_stops.stop_elsewhere
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.max_send_message_length", self.config.max_message_bytes),
@@ -172,6 +178,8 @@ class CoreServer:
         await self.store.close()
         if self.redis_limits is not None:
             await self.redis_limits.close()
+        if self.remote_stops is not None:
+            await self.remote_stops.close()
         await http_pool.release()
         log.info("core stopped")
 
