@@ -76,7 +76,7 @@ class RemoteStops:
             return None
         finally:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
         return None
 
     async def _listen(self) -> None:
@@ -104,7 +104,7 @@ class RemoteStops:
                 await asyncio.sleep(RESUBSCRIBE_S)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _handle(self, raw: Any) -> None:
         try:
