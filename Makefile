@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint proto protoset check-proto bench clean setup node-deps
+.PHONY: run test lint proto protoset check-proto bench clean setup node-deps browser-deps
 
 setup: $(STAMP)
 
@@ -20,7 +20,7 @@ run: setup
 
 ## test: set up everything and run the whole test suite (the shim reaching the core in
 ## process, as `switchboard serve` does), then the shim suite again over real gRPC
-test: setup node-deps
+test: setup node-deps browser-deps
 	$(BIN)/python scripts/gen_proto.py --check
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/shim --transport grpc -q --ignore=tests/shim/test_schemathesis.py
@@ -31,6 +31,13 @@ node-deps:
 		cd tests/node && (test -d node_modules || npm ci --silent --no-audit --no-fund \
 			|| echo "npm ci failed: Node interop tests will be skipped"); \
 	else echo "npm not found: Node interop tests will be skipped"; fi
+
+## browser-deps: playwright-core for the browser tests (drives Debian's chromium; no browser download)
+browser-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/browser && (test -d node_modules || npm ci --silent --no-audit --no-fund \
+			|| echo "npm ci failed: browser tests will be skipped"); \
+	else echo "npm not found: browser tests will be skipped"; fi
 
 ## lint: buf lint, ruff, mypy
 lint: setup

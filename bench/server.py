@@ -56,7 +56,7 @@ async def _serve_core(database: str, max_rpcs: int, grpc_port: int, http_port: i
     options = ServeOptions(http_port=http_port, in_process=shim_transport == "inprocess")
     running = await start(config, options, core=core)
     store = core.store
-    org_id = await seed_demo(store, core.auth, core.ids, core.clock)
+    org_id = await seed_demo(store, core.auth, core.agents, core.ids, core.clock)
     org = await store.get_org(org_id)
     assert org is not None
     extra = {**org.settings.extra, "rate_limit": dict(UNLIMITED)}
@@ -64,7 +64,7 @@ async def _serve_core(database: str, max_rpcs: int, grpc_port: int, http_port: i
     agents = {}
     for path in sorted(AGENTS_DIR.glob("*.yaml")):
         definition = load_agent_file(path)
-        record = await store.upsert_agent(org_id, core.ids.uuid(), definition, core.clock.now())
+        record = await core.agents.apply(org_id, definition, core.ids, core.clock)
         agents[definition.slug] = record.id
     info = {"grpc_port": running.grpc_port, "http_port": running.http_port, "agents": agents}
     return info, running.stop

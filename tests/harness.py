@@ -87,7 +87,7 @@ class Harness:
         options = serve or ServeOptions(http_port=0)
         options = replace(options, in_process=transport == "inprocess")
         running = await start(config, options, core=core)
-        org_id = await seed_demo(core.store, core.auth, core.ids, core.clock)
+        org_id = await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
         return cls(running, org_id, database, transport)
 
     def core_channel(self) -> Any:
@@ -99,9 +99,8 @@ class Harness:
         """Create or update an agent of the demo organisation; returns its id."""
         data = yaml.safe_load(textwrap.dedent(source)) if isinstance(source, str) else source
         definition = parse_agent(data)
-        record = await self.core.store.upsert_agent(
-            self.org_id, self.core.ids.uuid(), definition, self.core.clock.now()
-        )
+        record = await self.core.agents.apply(self.org_id, definition, self.core.ids,
+                                              self.core.clock)
         return record.id
 
     async def scripted_agent(self, slug: str = "scripted", **options: Any) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import limits
+from core.agents.catalog import default_knowledge_root
 from core.engine.turns import EngineConfig
 
 
@@ -20,6 +21,10 @@ class CoreConfig:
     port: int = 50051
     database: str = field(default_factory=lambda: str(default_data_dir() / "switchboard.db"))
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # Stored agents name their knowledge base relative to this folder.
+    knowledge_root: Path = field(default_factory=default_knowledge_root)
+    # Event logs of finished turns older than this many days are pruned (0 keeps them).
+    event_retention_days: int = 0
     max_message_bytes: int = limits.MAX_GRPC_MESSAGE_BYTES
     max_concurrent_rpcs: int = limits.MAX_CONCURRENT_RPCS
     # Keepalive: ping idle clients every 60 s so dead peers (mobile networks) are noticed;

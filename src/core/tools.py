@@ -5,42 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from core.clock import Clock, IdSource
 from core.domain import AgentRecord
 from core.events import ActionData
+from core.observability import tracing
 from core.providers.base import ToolSpec
 from core.providers.registry import knowledge_base_for
-from core.store.base import Store
+from core.tool_run import ToolContext, ToolFn, ToolRun
+from core.webhooks import call_webhook
+
+__all__ = ["BUILTIN_SPECS", "ServerTools", "ToolContext", "ToolFn", "ToolRun"]
 
 log = logging.getLogger("switchboard.tools")
-
-
-@dataclass(frozen=True, slots=True)
-class ToolContext:
-    org_id: str
-    conversation_id: str
-    agent: AgentRecord
-    store: Store
-    clock: Clock
-    ids: IdSource
-
-
-@dataclass(slots=True)
-class ToolRun:
-    result: Any
-    is_error: bool = False
-    actions: list[ActionData] = field(default_factory=list)
-
-    @property
-    def result_json(self) -> str:
-        return json.dumps(self.result, separators=(",", ":"), ensure_ascii=False)
-
-
-ToolFn = Callable[[ToolContext, dict[str, Any], dict[str, Any]], Awaitable[ToolRun]]
 
 BUILTIN_SPECS: dict[str, ToolSpec] = {
     "search_knowledge": ToolSpec(
@@ -166,15 +143,13 @@ class ServerTools:
         except ValueError as exc:
             return ToolRun({"error": f"invalid arguments: {exc}"}, is_error=True)
         kind = config.get("kind")
-        try:
-            if kind == "builtin":
-                return await BUILTIN_TOOLS[name](ctx, args, config)
-            if kind == "webhook":
-                # Imported here: core.webhooks builds on ToolContext/ToolRun above.
-                from core.webhooks import call_webhook
-
-                return await call_webhook(ctx, config, args)
-        except Exception as exc:  # a tool failure is reported to the model, not raised
-            log.warning("tool %s failed: %s", name, exc)
-            return ToolRun({"error": f"tool failed: {type(exc).__name__}"}, is_error=True)
+        with tracing.span("tool.run", {"tool.name": name, "tool.kind": str(kind)}):
+            try:
+                if kind == "builtin":
+                    return await BUILTIN_TOOLS[name](ctx, args, config)
+                if kind == "webhook":
+                    return await call_webhook(ctx, config, args)
+            except Exception as exc:  # a tool failure is reported to the model, not raised
+                log.warning("tool %s failed: %s", name, exc)
+                return ToolRun({"error": f"tool failed: {type(exc).__name__}"}, is_error=True)
         return ToolRun({"error": f"tool {name!r} cannot run on the server"}, is_error=True)

@@ -32,7 +32,8 @@ import aiohttp
 import jsonschema
 
 from core import http_pool, limits
-from core.tools import ToolContext, ToolRun
+from core.observability.metrics import count_webhook
+from core.tool_run import ToolContext, ToolRun
 
 log = logging.getLogger("switchboard.webhooks")
 
@@ -47,9 +48,10 @@ _ERROR_BODY_CHARS = 500  # of a failing response, shown to the model
 class _WebhookFailure(Exception):
     """A failure reported to the model as the tool result."""
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, *, outcome: str, **extra: Any) -> None:
         super().__init__(message)
         self.result = {"error": message, **extra}
+        self.outcome = outcome  # the delivery metric's label
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -72,19 +74,22 @@ def _secret(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
     value = env.get(str(name), "")
     if not value:
         # Never fall back to an unsigned call: the receiver was promised signatures.
-        raise _WebhookFailure(f"webhook secret not configured (environment variable {name})")
+        raise _WebhookFailure(f"webhook secret not configured (environment variable {name})",
+                              outcome="not_configured")
     return value
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     if response.content_length is not None and response.content_length > cap:
-        raise _WebhookFailure(f"webhook response larger than {cap} bytes")
+        raise _WebhookFailure(f"webhook response larger than {cap} bytes",
+                              outcome="invalid_response")
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(16 * 1024):
         size += len(chunk)
         if size > cap:
-            raise _WebhookFailure(f"webhook response larger than {cap} bytes")
+            raise _WebhookFailure(f"webhook response larger than {cap} bytes",
+                              outcome="invalid_response")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -113,7 +118,8 @@ async def call_webhook(
             )
             if errors:
                 where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
-                raise _WebhookFailure(f"invalid arguments at {where}: {errors[0].message}")
+                raise _WebhookFailure(f"invalid arguments at {where}: {errors[0].message}",
+                                      outcome="invalid_arguments")
         secret = _secret(config, os.environ if env is None else env)
         timestamp = int(ctx.clock.now().timestamp())
         delivery = ctx.ids.uuid()
@@ -136,10 +142,13 @@ async def call_webhook(
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, body)
         timeout_s = float(config.get("timeout_s", limits.DEFAULT_WEBHOOK_TIMEOUT_S))
-        return await _post(str(config["url"]), body, headers, timeout_s)
+        run = await _post(str(config["url"]), body, headers, timeout_s)
     except _WebhookFailure as exc:
         log.info("webhook tool %s: %s", name, exc)
+        count_webhook(exc.outcome)
         return ToolRun(exc.result, is_error=True)
+    count_webhook("ok")
+    return run
 
 
 async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> ToolRun:
@@ -155,16 +164,20 @@ async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float
             raw = await _read_capped(response, limits.MAX_WEBHOOK_RESPONSE_BYTES)
             status = response.status
     except TimeoutError as exc:
-        raise _WebhookFailure(f"webhook timed out after {timeout_s:g}s") from exc
+        raise _WebhookFailure(f"webhook timed out after {timeout_s:g}s",
+                              outcome="timeout") from exc
     except aiohttp.ClientError as exc:
-        raise _WebhookFailure(f"webhook unreachable: {type(exc).__name__}") from exc
+        raise _WebhookFailure(f"webhook unreachable: {type(exc).__name__}",
+                              outcome="unreachable") from exc
     if not 200 <= status < 300:
-        raise _WebhookFailure(f"webhook returned HTTP {status}", status=status,
+        raise _WebhookFailure(f"webhook returned HTTP {status}", outcome="http_error",
+                              status=status,
                               body=_preview(raw))
     if not raw.strip():
         return ToolRun({"ok": True, "status": status})
     try:
         return ToolRun(json.loads(raw))
     except ValueError as exc:
-        raise _WebhookFailure("webhook returned invalid JSON", status=status,
+        raise _WebhookFailure("webhook returned invalid JSON", outcome="invalid_response",
+                              status=status,
                               body=_preview(raw)) from exc

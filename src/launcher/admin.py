@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.agents.catalog import AgentCatalog
 from core.agents.definition import AgentDefinition, AgentDefinitionError, load_agent_file
 from core.clock import RandomIds, SystemClock
 from core.config import CoreConfig
 from core.domain import ApiKey, Organisation, OrgSettings
 from core.keys import DEFAULT_ROTATION_OVERLAP_S, KEY_CACHE_TTL_S, Authenticator
-from core.store.sqlite import SqliteStore
+from core.store.factory import open_store
 
 
 async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
@@ -22,7 +23,7 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
             return 2
         print(f"ok: {definition.slug} ({definition.provider.kind}): {_summary(definition)}")
         return 0
-    store = SqliteStore(config.database)
+    store = open_store(config.database)
     await store.open()
     clock, ids = SystemClock(), RandomIds()
     try:
@@ -51,22 +52,23 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
         if org is None:
             print(f"error: organisation {ns.org!r} not found", file=sys.stderr)
             return 2
+        agents = AgentCatalog(store, getattr(ns, "knowledge_root", None) or config.knowledge_root)
         if ns.agents_command == "list":
-            for agent in await store.list_agents(org.id):
+            for agent in await agents.list(org.id):
                 active = " (active)" if agent.active else ""
                 print(f"{agent.slug}\t{agent.id}\t{agent.definition.provider.kind}{active}")
             return 0
         try:
             definition = load_agent_file(ns.file)
+            record = await agents.apply(org.id, definition, ids, clock)
         except (AgentDefinitionError, OSError) as exc:
             print(_describe(exc), file=sys.stderr)
             return 2
-        record = await store.upsert_agent(org.id, ids.uuid(), definition, clock.now())
         print(f"applied agent {record.slug} ({record.id})")
         # Agents are applied one file at a time, so a missing target is a warning: the
         # router skips it until that agent exists.
         for i, handoff in enumerate(definition.handoffs):
-            if await store.get_agent(org.id, str(handoff["to"])) is None:
+            if await agents.get(org.id, str(handoff["to"])) is None:
                 print(f"warning: handoffs[{i}].to: no agent {handoff['to']!r} in "
                       f"organisation {org.slug} yet", file=sys.stderr)
         return 0

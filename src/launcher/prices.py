@@ -18,7 +18,8 @@ from core.clock import SystemClock
 from core.config import CoreConfig
 from core.flows.store import ModelPrice, flow_store
 from core.pricing import FALLBACK_MODEL, MICROS_PER_USD, usd_to_micros
-from core.store.sqlite import SqliteStore
+from core.store.factory import open_store
+from launcher.options import add_database_option
 
 
 def add_parser(sub: Any) -> None:
@@ -32,10 +33,10 @@ def add_parser(sub: Any) -> None:
                       help="USD per 1M completion tokens, e.g. 10.00")
     list_ = prices_sub.add_parser("list", help="list the price table")
     delete = prices_sub.add_parser("delete", help="remove a model's prices")
-    delete.add_argument("model")
+    delete.add_argument("model", help="model name whose prices to remove")
     for p in (set_, list_, delete):
         p.add_argument("--org", default="demo", help="organisation slug")
-        p.add_argument("--database", help="SQLite file (default .switchboard/switchboard.db)")
+        add_database_option(p)
 
 
 def _usd(micros: int) -> str:
@@ -45,7 +46,7 @@ def _usd(micros: int) -> str:
 
 
 async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
-    store = SqliteStore(config.database)
+    store = open_store(config.database)
     await store.open()
     try:
         org = await store.get_org_by_slug(ns.org)

@@ -14,6 +14,8 @@ from aiohttp import web
 from core.config import CoreConfig
 from core.demo.seed import seed_demo
 from core.grpcapi.server import CoreServer
+from core.observability.http import MetricsServer
+from core.observability.tracing import configure_tracing, shutdown_tracing
 from core.store.failures import StoreUnavailable
 from shim.app import create_app
 from shim.config import ShimConfig
@@ -30,6 +32,8 @@ class ServeOptions:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     core_target: str = ""  # for --role shim; default: the local core
+    metrics_port: int | None = None  # a separate GET /metrics listener (for --role core)
+    otlp_endpoint: str = ""  # OpenTelemetry traces off unless set
     # With both roles in one process the shim calls the core's handlers directly;
     # False keeps a real gRPC channel over loopback (tests run both paths).
     in_process: bool = True
@@ -62,10 +66,11 @@ class Running:
     """A started Switchboard (tests use it to run real servers on port 0)."""
 
     def __init__(self, core: CoreServer | None, runner: web.AppRunner | None,
-                 http_port: int) -> None:
+                 http_port: int, metrics: MetricsServer | None = None) -> None:
         self.core = core
         self.runner = runner
         self.http_port = http_port
+        self.metrics = metrics
 
     @property
     def grpc_port(self) -> int:
@@ -76,6 +81,8 @@ class Running:
             await self.core.stop()
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.metrics is not None:
+            await self.metrics.stop()
 
 
 async def start(config: CoreConfig, options: ServeOptions,
@@ -94,17 +101,19 @@ async def start(config: CoreConfig, options: ServeOptions,
             raise StartError(f"cannot start: the database {config.database} cannot be "
                              f"written ({exc.cause})") from exc
         if options.demo:
-            await seed_demo(core.store, core.auth, core.ids, core.clock)
-            log.info("demo organisation ready (demo-only keys: ab_live_demo_widget_key, "
-                     "sk_demo_secret_key)")
+            await seed_demo(core.store, core.auth, core.agents, core.ids, core.clock)
+            # The secret demo key stays out of the log (README.md lists it): a log line
+            # with a secret in it would teach log readers to expect one.
+            log.info("demo organisation ready (publishable demo key ab_live_demo_widget_key; "
+                     "the secret demo key is in README.md)")
     runner = None
     http_port = 0
     if options.role in ("all", "shim"):
         target = options.core_target or f"{config.host}:{core.port if core else config.port}"
         channel = core.channel() if core is not None and options.in_process else None
         app = create_app(target, config=options.shim, core_channel=channel)
-        runner = ShimRunner(app, access_log=logging.getLogger("switchboard.http"),
-                            shutdown_timeout=5.0)
+        # No aiohttp access log: shim.observability writes one line per request.
+        runner = ShimRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = GuardedSite(
             runner, options.http_host, options.http_port,
@@ -124,10 +133,25 @@ async def start(config: CoreConfig, options: ServeOptions,
         log.info("shim listening on %s://%s:%d (core %s)",
                  "https" if options.tls_cert else "http", options.http_host, http_port,
                  "in process" if channel is not None else f"at {target}")
-    return Running(core, runner, http_port)
+    metrics = None
+    if options.metrics_port is not None:
+        metrics = await MetricsServer.start(options.http_host, options.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", options.http_host, metrics.port)
+    return Running(core, runner, http_port, metrics)
 
 
 async def serve_forever(config: CoreConfig, options: ServeOptions) -> None:
+    if options.otlp_endpoint:
+        configure_tracing(options.otlp_endpoint,
+                          service="switchboard" if options.role == "all"
+                          else f"switchboard-{options.role}")
+    try:
+        await _serve(config, options)
+    finally:
+        shutdown_tracing()  # flushes the spans still buffered
+
+
+async def _serve(config: CoreConfig, options: ServeOptions) -> None:
     running = await start(config, options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

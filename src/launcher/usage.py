@@ -9,14 +9,15 @@ from datetime import timedelta
 from core.clock import SystemClock
 from core.config import CoreConfig
 from core.pricing import Pricing
-from core.store.sqlite import SqliteStore
+from core.store.factory import open_store
+from launcher.options import add_database_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     usage = sub.add_parser("usage", help="show priced usage from the ledger")
     usage.add_argument("--org", default="demo", help="organisation slug")
     usage.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
-    usage.add_argument("--database", help="SQLite file")
+    add_database_option(usage)
 
 
 def _usd(micros: int) -> str:
@@ -24,7 +25,7 @@ def _usd(micros: int) -> str:
 
 
 async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
-    store = SqliteStore(config.database)
+    store = open_store(config.database)
     await store.open()
     try:
         org = await store.get_org_by_slug(ns.org)

@@ -1,6 +1,7 @@
 """The aibot send-message dialect: `POST /v1/aibot/bots/{AgentId}/send-message`.
 
-Contract: shared/spec/aibot-send-message.txt; choices where it is silent: docs/aibot.md.
+The contract (the public aibot send-message API) and our choices where it is silent:
+docs/aibot.md.
 Request `{"messages", "tools", "resume", "conversationId"}` with `Authorization: Bearer`.
 Reply: Server-Sent Events of typed JSON objects (`text`, `tool-call-start`,
 `tool-call-args`, `tool-call-end`, `tool-result`), then `data: [DONE]`; with

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from core.limits import MAX_REQUEST_BODY_BYTES
+from shim import observability
 from shim.config import ShimConfig, install
 from shim.core_client import CoreClient
 
@@ -40,7 +41,7 @@ def default_dialects() -> list[Dialect]:
     found: list[Dialect] = []
     import importlib
 
-    for name in ("halo", "slug", "aibot", "flow", "openapi"):
+    for name in ("halo", "slug", "aibot", "flow", "openapi", "frontend"):
         try:
             module = importlib.import_module(f"shim.{name}")
         except ModuleNotFoundError as exc:
@@ -57,6 +58,7 @@ def create_app(core_target: str, dialects: Sequence[Dialect] | None = None, *,
     (a core's in-process channel) when given."""
     config = config or ShimConfig()
     app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
+    observability.setup(app)  # request ids, request log lines, metrics, GET /metrics
     install(app, config)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

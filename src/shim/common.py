@@ -25,6 +25,7 @@ from shim.core_client import (
     header_text,
     oversized,
 )
+from shim.observability import note_turn
 from switchboard.v1 import chat_pb2, events_pb2
 
 log = logging.getLogger("switchboard.shim")
@@ -156,6 +157,7 @@ async def run_chat(request: web.Request, turn: chat_pb2.TurnInput) -> chat_pb2.C
         reply: chat_pb2.ChatResponse = await request.app[CORE].chat.Chat(
             message, metadata=call_metadata(request)
         )
+        note_turn(reply)  # the ids for the request's log line
         return reply
     except grpc.aio.AioRpcError as exc:
         raise CoreCallError(decode_error(exc)) from None
@@ -276,6 +278,7 @@ class TurnStream:
         if batch is None:
             return None
         self._pending = batch[1:]
+        note_turn(batch[0])  # turn_started: the ids for the request's log line
         return batch[0]
 
     async def batch(self, wake: Wake | None = None) -> list[events_pb2.ChatEvent] | None:

@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 from core import clientaddr
 from core.limits import MAX_GRPC_MESSAGE_BYTES
 from shim.config import ShimConfig, config_of
+from shim.observability import channel_interceptors, context_metadata
 from switchboard.v1 import chat_pb2_grpc
 
 MAX_MESSAGE_BYTES = MAX_GRPC_MESSAGE_BYTES
@@ -89,9 +90,11 @@ class CoreClient:
             self.channel = channel
         elif config.core_tls_ca:
             self.channel = grpc.aio.secure_channel(target, tls_credentials(
-                config.core_tls_ca, config.core_tls_cert, config.core_tls_key), options)
+                config.core_tls_ca, config.core_tls_cert, config.core_tls_key), options,
+                interceptors=channel_interceptors())
         else:
-            self.channel = grpc.aio.insecure_channel(target, options)
+            self.channel = grpc.aio.insecure_channel(target, options,
+                                                     interceptors=channel_interceptors())
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -139,6 +142,7 @@ def forward_metadata(request: web.Request, **extra: str) -> list[tuple[str, str]
     for key, value in extra.items():
         if value and _metadata_safe(value):
             md.append((key.replace("_", "-"), value))
+    md.extend(context_metadata())  # request id and trace context (shim.observability)
     return md
 
 

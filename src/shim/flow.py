@@ -8,7 +8,7 @@ Routes (docs/flow.md):
 
 This module only parses, projects and maps errors: the rules (variables, text length,
 wait tokens, intents) are the core's FlowService's. Errors are
-`{"error": {"code", "message", ...}}` with the statuses of `BY_REASON` / `BY_CODE`.
+`{"error": {"code", "message", ...}}` with the statuses of `TABLE`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import logging
 import math
 from datetime import UTC
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from aiohttp import hdrs, web
@@ -28,96 +28,53 @@ from shim.app import CORE
 from shim.common import BadRequest, call_metadata, read_json_object
 from shim.core_client import CoreError, decode_error, oversized
 from shim.headers import idempotency_key, origin
+from shim.status_map import GENERIC
 from switchboard.v1 import chat_pb2, flow_pb2, flow_pb2_grpc
 
 log = logging.getLogger("switchboard.shim.flow")
 
 PREFIX = "/api/public/v1/chat"
 
-# reason → (HTTP status, error code). Every core Reason is listed (a test checks it);
-# the flow spec's own codes: 422 validation_failed / input_mismatch / intent_not_found,
-# 410 wait_expired, 409 wait_already_used, 401 for a bad or expired session.
-BY_REASON: dict[str, tuple[int, str]] = {
-    "invalid_argument": (400, "invalid_request"),
-    "message_required": (422, "validation_failed"),
-    "message_too_long": (422, "validation_failed"),
-    "field_too_long": (422, "validation_failed"),
-    "invalid_mode": (400, "invalid_request"),
-    "invalid_images": (400, "invalid_request"),
-    "invalid_tools": (400, "invalid_request"),
-    "invalid_input": (422, "validation_failed"),
-    "validation_failed": (422, "validation_failed"),
-    "unauthenticated": (401, "unauthorized"),
-    "identity_required": (401, "identity_required"),
-    "identity_invalid": (401, "identity_invalid"),
-    "session_expired": (401, "session_expired"),
-    "origin_not_allowed": (403, "origin_not_allowed"),
-    "key_scope": (403, "forbidden"),
-    "agent_not_found": (404, "agent_not_found"),
-    "no_active_agent": (404, "agent_not_found"),
-    "conversation_not_found": (404, "not_found"),
-    "interrupt_not_found": (404, "not_found"),
-    "interrupt_expired": (410, "expired"),
-    "interrupt_already_resumed": (409, "conflict"),
-    "interrupt_pending": (409, "conflict"),
-    "turn_in_progress": (409, "turn_in_progress"),
-    "idempotency_mismatch": (422, "idempotency_mismatch"),
-    "rate_limited": (429, "rate_limited"),
-    "concurrency_limited": (429, "rate_limited"),
-    "budget_exceeded": (429, "budget_exceeded"),
-    "storage_quota_exceeded": (429, "storage_quota_exceeded"),
-    "wait_expired": (410, "wait_expired"),
-    "wait_already_used": (409, "wait_already_used"),
-    "wait_not_found": (404, "wait_not_found"),
-    "input_mismatch": (422, "input_mismatch"),
-    "intent_not_found": (422, "intent_not_found"),
-    "payload_too_large": (413, "payload_too_large"),
-    "provider_error": (503, "unavailable"),
-    "shutting_down": (503, "unavailable"),
-    "store_unavailable": (503, "unavailable"),
-    "turn_incomplete": (503, "incomplete"),
-    "cancelled": (499, "cancelled"),
-    "deadline_exceeded": (504, "timeout"),
-    "internal": (500, "internal_error"),
-}
-
-# gRPC code → (HTTP status, error code) for errors without a known reason (transport).
-BY_CODE: dict[str, tuple[int, str]] = {
-    "OK": (500, "internal_error"),  # never an error; listed so the table is total
-    "CANCELLED": (499, "cancelled"),
-    "UNKNOWN": (500, "internal_error"),
-    "INVALID_ARGUMENT": (400, "invalid_request"),
-    "DEADLINE_EXCEEDED": (504, "timeout"),
-    "NOT_FOUND": (404, "not_found"),
-    "ALREADY_EXISTS": (409, "conflict"),
-    "PERMISSION_DENIED": (403, "forbidden"),
-    "RESOURCE_EXHAUSTED": (413, "payload_too_large"),  # gRPC's own: message too large
-    "FAILED_PRECONDITION": (400, "invalid_request"),
-    "ABORTED": (409, "conflict"),
-    "OUT_OF_RANGE": (400, "invalid_request"),
-    "UNIMPLEMENTED": (501, "not_implemented"),
-    "INTERNAL": (500, "internal_error"),
-    "UNAVAILABLE": (503, "unavailable"),
-    "DATA_LOSS": (500, "internal_error"),
-    "UNAUTHENTICATED": (401, "unauthorized"),
-}
-
-_GENERIC = {400: "The request is invalid.", 401: "Invalid or missing token.",
-            404: "Not found.", 409: "Conflict.", 413: "The request body is too large.",
-            499: "Cancelled.", 500: "Internal error.", 501: "Not implemented.",
-            503: "The service is temporarily unavailable; retry shortly.",
-            504: "Timed out."}
+# The flow spec's own statuses and codes over the generic table (status_map.GENERIC):
+# 422 validation_failed / input_mismatch / intent_not_found, 410 wait_expired, 409
+# wait_already_used, 401 for a bad or expired session.
+TABLE: Final = GENERIC.override(
+    reasons={
+        "message_required": (422, "validation_failed"),
+        "message_too_long": (422, "validation_failed"),
+        "field_too_long": (422, "validation_failed"),
+        "invalid_mode": (400, "invalid_request"),
+        "invalid_images": (400, "invalid_request"),
+        "invalid_input": (422, "validation_failed"),
+        "no_active_agent": (404, "agent_not_found"),
+        "conversation_not_found": (404, "not_found"),
+        "interrupt_expired": (410, "expired"),
+        "interrupt_already_resumed": (409, "conflict"),
+        "interrupt_pending": (409, "conflict"),
+        "idempotency_mismatch": (422, "idempotency_mismatch"),
+        "input_mismatch": (422, "input_mismatch"),
+        "intent_not_found": (422, "intent_not_found"),
+        "provider_error": (503, "unavailable"),
+    },
+    codes={"RESOURCE_EXHAUSTED": (413, "payload_too_large")},  # gRPC's own: too large
+    messages={400: "The request is invalid.", 401: "Invalid or missing token.",
+              404: "Not found.", 409: "Conflict.", 413: "The request body is too large.",
+              499: "Cancelled.", 500: "Internal error.", 501: "Not implemented.",
+              503: "The service is temporarily unavailable; retry shortly.",
+              504: "Timed out."},
+    fallback_message="Error.",
+)
+BY_REASON: Final = TABLE.by_reason
+BY_CODE: Final = TABLE.by_code
 
 
 def status_and_code(error: CoreError) -> tuple[int, str]:
-    return BY_REASON.get(error.reason) or BY_CODE.get(error.code) or (500, "internal_error")
+    return TABLE.entry(error)
 
 
 def error_body(error: CoreError) -> dict[str, Any]:
-    status, code = status_and_code(error)
-    message = error.message if error.reason in BY_REASON and error.message else (
-        _GENERIC.get(status, "Error."))
-    body: dict[str, Any] = {"code": code, "message": message}
+    _, code = status_and_code(error)
+    body: dict[str, Any] = {"code": code, "message": TABLE.public_message(error)}
     details = error.details
     if "violations" in details:
         body["details"] = details["violations"]

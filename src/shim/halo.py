@@ -50,7 +50,8 @@ CHAT_PATH = "/api/sdk/chat"
 STREAM_PATH = "/api/sdk/chat/stream"
 STOP_PATH = "/api/sdk/chat/stop"
 RESUME_PATH = "/api/sdk/chat/stream/resume"
-EXPOSED_HEADERS = ("X-Session-Id", "X-Agent-Id")
+# Retry-After is not CORS-safelisted: without it a page cannot honour a 429's delay.
+EXPOSED_HEADERS = ("X-Session-Id", "X-Agent-Id", "Retry-After")
 # How often a silent stream checks that its client is still connected.
 DISCONNECT_POLL_S = 0.25
 

@@ -1,6 +1,6 @@
 """The slug chat API dialect: `POST /v1/api/chat/{slug}` (also `/chat/{slug}`).
 
-Contract: shared/spec/slug-chat-api.txt; choices where it is silent: docs/slug.md.
+The contract (the public slug chat API) and our choices where it is silent: docs/slug.md.
 Request `{"message", "stream", "conversationId"}` with a secret key in
 `Authorization: Bearer`. Reply `{"data": {...}, "error": null}`, or with `stream: true`
 Server-Sent Events `data: {"chunk": "..."}` per text delta, then `data: [DONE]`. Errors

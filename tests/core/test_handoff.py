@@ -15,7 +15,7 @@ async def _stream(sb: Harness, **turn: str) -> list[events_pb2.ChatEvent]:
 
 
 async def _agent_ids(sb: Harness) -> dict[str, str]:
-    return {a.slug: a.id for a in await sb.core.store.list_agents(sb.org_id)}
+    return {a.slug: a.id for a in await sb.core.agents.list(sb.org_id)}
 
 
 async def test_sales_bot_hands_a_support_question_to_support_agent(sb: Harness) -> None:
@@ -41,7 +41,7 @@ async def test_sales_bot_hands_a_support_question_to_support_agent(sb: Harness) 
         chat_pb2.ListMessagesRequest(conversation_id=conversation), metadata=auth())
     assert [(m.role, m.agent_id) for m in listed.messages][-1] == (
         "assistant", ids["support-agent"])
-    stored = await sb.core.store.list_events(conversation, 0)
+    stored = await sb.core.store.list_events(sb.org_id, conversation, 0)
     assert any(type(e.body).__name__ == "AgentHandoff" for e in stored)
     record = await sb.core.store.get_conversation(sb.org_id, conversation)
     assert record is not None and record.agent_id == ids["support-agent"]

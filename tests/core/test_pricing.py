@@ -106,8 +106,9 @@ def test_usage_cli_shows_unpriced_turns(tmp_path: Path,
     by its family's row."""
     import asyncio
 
-    from core.store.base import UsageEntry
-    from core.store.sqlite import SqliteStore
+    from core.domain import ConversationRecord, TurnRecord
+    from core.store.base import TurnBegin, UsageEntry
+    from core.store.factory import open_store
 
     db = str(tmp_path / "usage.db")
     assert main(["keys", "create", "--org", "acme", "--database", db]) == 0
@@ -117,7 +118,7 @@ def test_usage_cli_shows_unpriced_turns(tmp_path: Path,
     async def record() -> None:
         from datetime import UTC, datetime
 
-        store = SqliteStore(db)
+        store = open_store(db)
         await store.open()
         try:
             org = await store.get_org_by_slug("acme")
@@ -127,6 +128,12 @@ def test_usage_cli_shows_unpriced_turns(tmp_path: Path,
             for i, model in enumerate(["gpt-4o-mini-2024-07-18", "llama-3.1-8b",
                                        "llama-3.1-8b"]):
                 usage = await pricing.price(org.id, Usage(1000, 100, model))
+                # A turn is committed under its claim on the conversation (begun first).
+                await store.begin_turn(TurnBegin(
+                    turn=TurnRecord(f"t{i}", "c", org.id, "running", "a", 0, 0, now, now),
+                    new_conversation=ConversationRecord(
+                        "c", org.id, "a", "u", "open", 0, now, now) if i == 0 else None,
+                ))
                 await store.commit_turn(TurnCommit(
                     turn_id=f"t{i}", conversation_id="c", status="completed", last_seq=0,
                     updated_at=now, usage=UsageEntry(

@@ -23,7 +23,7 @@ from switchboard.v1 import chat_pb2, events_pb2
 
 
 async def _provider(sb: Harness, slug: str) -> ScriptedProvider:
-    agent = await sb.core.store.get_agent(sb.org_id, slug)
+    agent = await sb.core.agents.get(sb.org_id, slug)
     assert agent is not None
     provider = build_provider(agent.definition, agent.id)
     assert isinstance(provider, ScriptedProvider)
@@ -359,7 +359,7 @@ async def test_a_key_left_by_a_crashed_turn_names_a_new_turn(tmp_path: Path) -> 
         # with no events.
         reply = await sb.chat_once("hello", agent="scripted", idempotency_key="k-crash")
         await sb.core.store.db.execute(  # type: ignore[attr-defined]
-            "DELETE FROM events WHERE turn_id = ?", (reply.turn_id,))
+            "DELETE FROM event_log WHERE turn_id = ?", (reply.turn_id,))
         await sb.core.store.db.execute(  # type: ignore[attr-defined]
             "UPDATE turns SET status = 'cancelled' WHERE id = ?", (reply.turn_id,))
         retry = await sb.chat_once("hello", agent="scripted", idempotency_key="k-crash")

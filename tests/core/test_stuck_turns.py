@@ -78,7 +78,8 @@ async def test_a_turn_whose_final_write_failed_is_stored_failed_once_possible(
                 break
             await asyncio.sleep(0.05)
         assert await turn_status(sb, turn_id) == "failed"
-        stored = await sb.core.store.list_events(events[0].conversation_id, 0, turn_id=turn_id)
+        stored = await sb.core.store.list_events(sb.org_id, events[0].conversation_id, 0,
+                                                 turn_id=turn_id)
         assert isinstance(stored[-1].body, StreamError)
         assert stored[-1].body.reason == "store_unavailable"
         assert {e.seq for e in events} <= {e.seq for e in stored}

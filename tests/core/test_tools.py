@@ -12,7 +12,7 @@ from switchboard.v1 import chat_pb2
 
 
 async def _context(sb: Harness, slug: str = "support-agent") -> ToolContext:
-    agent = await sb.core.store.get_agent(sb.org_id, slug)
+    agent = await sb.core.agents.get(sb.org_id, slug)
     assert agent is not None
     return ToolContext(sb.org_id, "conv-tools", agent, sb.core.store, sb.core.clock, sb.core.ids)
 
@@ -86,7 +86,7 @@ async def test_specs_follow_the_agent_file(sb: Harness) -> None:
           - {name: open_page, kind: client, description: Open a page,
              parameters: {type: object, properties: {path: {type: string}}}}
     """)
-    agent = await sb.core.store.get_agent(sb.org_id, "toolbox")
+    agent = await sb.core.agents.get(sb.org_id, "toolbox")
     assert isinstance(agent, AgentRecord)
     specs = {s.name: s for s in ServerTools().specs(agent)}
     assert specs["search_knowledge"] == BUILTIN_SPECS["search_knowledge"]

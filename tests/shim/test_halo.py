@@ -36,7 +36,7 @@ async def test_spec_curl_example_returns_every_field_grounded_in_the_kb(sb: Harn
     assert status == 200, body
     assert set(body) == {"text", "session_id", "agent_id", "actions", "confidence"}
     assert_session_id(body["session_id"])
-    support = await sb.core.store.get_agent(sb.org_id, "support-agent")
+    support = await sb.core.agents.get(sb.org_id, "support-agent")
     assert support is not None and body["agent_id"] == support.id
     assert isinstance(body["actions"], list)
     assert 0.0 <= body["confidence"] <= 1.0
@@ -53,7 +53,7 @@ async def test_stream_sends_headers_text_and_final_record(sb: Harness) -> None:
     assert hdrs["Content-Type"] == "text/plain; charset=utf-8"
     assert hdrs["Transfer-Encoding"] == "chunked"
     assert_session_id(hdrs["X-Session-Id"])
-    agent = await sb.core.store.get_agent(sb.org_id, "scripted")
+    agent = await sb.core.agents.get(sb.org_id, "scripted")
     assert agent is not None and hdrs["X-Agent-Id"] == agent.id
     text, actions, final = parse_stream(raw)
     assert text == "Step one, then step two."

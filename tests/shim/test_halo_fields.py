@@ -153,8 +153,8 @@ async def test_other_modes_are_400(echo: Harness, mode: str) -> None:
 async def test_agent_id_pins_and_unknown_is_404(echo: Harness) -> None:
     status, reply = await post(echo, body(agent_id="no-such-agent"))
     assert status == 404 and reply["error"]["code"] == "agent_not_found"
-    support = await echo.core.store.get_agent(echo.org_id, "support-agent")
-    sales = await echo.core.store.get_agent(echo.org_id, "sales-bot")
+    support = await echo.core.agents.get(echo.org_id, "support-agent")
+    sales = await echo.core.agents.get(echo.org_id, "sales-bot")
     assert support is not None and sales is not None
     _, reply = await post(echo, {"message": "What plans do you have?"})
     assert reply["agent_id"] == support.id  # the organisation's active agent

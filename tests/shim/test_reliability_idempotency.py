@@ -14,7 +14,7 @@ from harness import SECRET, WIDGET, Harness
 
 
 async def provider(sb: Harness, slug: str) -> ScriptedProvider:
-    agent = await sb.core.store.get_agent(sb.org_id, slug)
+    agent = await sb.core.agents.get(sb.org_id, slug)
     assert agent is not None
     built = build_provider(agent.definition, agent.id)
     assert isinstance(built, ScriptedProvider)

@@ -44,8 +44,8 @@ REQUESTS: list[tuple[str, str, dict[str, Any] | None, str, dict[str, str]]] = [
     ("POST", "/api/sdk/chat", {"message": "hi", "agent_id": "same"}, WIDGET, {}),
     ("GET", "/readyz", None, "", {}),
 ]
-# Headers that differ by nature (the date) or by port.
-VOLATILE = {"Date", "Server"}
+# Headers that differ by nature (the date, a made-up request id) or by port.
+VOLATILE = {"Date", "Server", "X-Request-Id", "X-Request-ID"}
 
 
 async def _transcript(tmp_path: Path, transport: str) -> list[tuple[int, dict[str, str], bytes]]:
@@ -216,8 +216,8 @@ async def test_split_roles_keep_real_grpc(tmp_path: Path) -> None:
                         engine=EngineConfig(detach_grace_s=0.0))
     core_only = await start(config, ServeOptions(role="core"))
     assert core_only.core is not None and core_only.runner is None
-    await seed_demo(core_only.core.store, core_only.core.auth, core_only.core.ids,
-                    core_only.core.clock)
+    await seed_demo(core_only.core.store, core_only.core.auth, core_only.core.agents,
+                    core_only.core.ids, core_only.core.clock)
     shim_only = await start(config, ServeOptions(
         role="shim", http_port=0, core_target=f"127.0.0.1:{core_only.grpc_port}"))
     try:

@@ -84,7 +84,8 @@ class AgentDefinition:
     provider: ProviderConfig
     description: str = ""
     instructions: str = ""
-    knowledge_base: str = ""  # absolute folder path, resolved against the file's folder
+    knowledge_base: str = ""  # absolute folder path (resolved against the file's folder,
+    # or for a stored agent against the core's knowledge root)
     knowledge_base_url: str = ""
     tools: tuple[dict[str, Any], ...] = ()
     routing: tuple[dict[str, Any], ...] = ()
@@ -344,8 +345,14 @@ def _validate_webhook(path: str, item: dict[str, Any], errors: Errors) -> None:
 # -- the whole definition -----------------------------------------------------------------
 
 
-def parse_agent(data: Any, base_dir: Path | None = None) -> AgentDefinition:
-    """Validate a parsed YAML mapping; raise AgentDefinitionError listing every bad field."""
+def parse_agent(
+    data: Any, base_dir: Path | None = None, *, check_folder: bool = True
+) -> AgentDefinition:
+    """Validate a parsed YAML mapping; raise AgentDefinitionError listing every bad field.
+
+    A relative knowledge base is resolved against `base_dir`. `check_folder=False` skips
+    the filesystem check (a stored definition is read on every turn; a missing folder is
+    the turn's error, not the definition's)."""
     errors: dict[str, str] = {}
     if not isinstance(data, dict):
         raise AgentDefinitionError({"": "an agent definition must be a mapping"})
@@ -388,7 +395,7 @@ def parse_agent(data: Any, base_dir: Path | None = None) -> AgentDefinition:
         kb_path = Path(kb)
         if not kb_path.is_absolute() and base_dir is not None:
             kb_path = base_dir / kb_path
-        if not kb_path.is_dir():
+        if check_folder and not kb_path.is_dir():
             errors["knowledge_base"] = f"folder not found: {kb}"
         kb = str(kb_path.resolve())
     if kind == "kb" and not kb and "knowledge_base" not in errors:

@@ -30,6 +30,7 @@ from core.engine.identity import ANONYMOUS, verify_user_token
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.ids import canonical_conversation_id
 from core.keys import require_kind
+from core.origins import origin_allowed
 from core.store.base import Store
 
 OWNER_SECRET = "secret"
@@ -76,9 +77,9 @@ def check_origin(principal: Principal, org: Organisation, origin: str) -> None:
     carry no Origin. (A session issued by a secret key is checked too: the origin list
     is the organisation's, and a browser holding such a session is on one of them.)"""
     allowed = org.settings.allowed_origins
-    if principal.key_kind == KeyKind.SECRET or not origin or not allowed or "*" in allowed:
+    if principal.key_kind == KeyKind.SECRET or not origin or not allowed:
         return
-    if origin.rstrip("/") not in {o.rstrip("/") for o in allowed}:
+    if not origin_allowed(allowed, origin):  # exact, "*", or a port wildcard (core.origins)
         raise SwitchboardError(
             Code.PERMISSION_DENIED, Reason.ORIGIN_NOT_ALLOWED,
             f"Origin {origin} is not allowed for this key.",

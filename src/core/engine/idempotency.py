@@ -5,10 +5,11 @@ it runs, a duplicate attaches to the live turn; once it is stored, its events ar
 replayed from the store, so the duplicate gets a byte-identical response. The same key
 with a different request is ABORTED `idempotency_mismatch` (HTTP 409).
 
-Concurrent duplicates serialise on a per-key lock held until the first one's turn is
-registered, so exactly one model call and one stored turn result. The lock is
-per-process; across replicas the store's unique (org, key) index makes the second insert
-fail, which is reported as the same mismatch-free conflict (see docs/reliability.md).
+The store enforces the rule: its unique (organisation, key) constraint lets one turn
+claim a key, whichever process asks (a second claim is `TurnConflict`, ABORTED
+`turn_in_progress`). The per-key lock below is only a courtesy within one process:
+concurrent duplicates wait for the first one's turn to be registered and attach to it
+instead of being told to retry.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
+from core.clock import Clock
 from core.domain import Principal
-from core.engine.live import LiveTurn
+from core.engine.live import LiveTurn, LiveTurns
 from core.engine.locks import KeyedLocks
 from core.engine.recovery import RETRYABLE_REASONS
 from core.errors import Code, Reason, SwitchboardError
 from core.events import StreamError
-
-if TYPE_CHECKING:
-    from core.engine.turns import TurnEngine
+from core.store.base import Store
 
 IDEMPOTENCY_WINDOW_S = 24 * 60 * 60
 
@@ -46,8 +45,10 @@ def _mismatch() -> SwitchboardError:
 
 
 class Idempotency:
-    def __init__(self, engine: TurnEngine) -> None:
-        self._engine = engine
+    def __init__(self, store: Store, live: LiveTurns, clock: Clock) -> None:
+        self._store = store
+        self._live = live
+        self._clock = clock
         self._locks = KeyedLocks()
 
     @asynccontextmanager
@@ -57,21 +58,20 @@ class Idempotency:
 
     async def find(self, org_id: str, key: str, request_hash: str) -> LiveTurn | None:
         """The turn this key already names (live, or replayed from the store), or None."""
-        engine = self._engine
-        live = engine.live.by_key(org_id, key)
+        live = self._live.by_key(org_id, key)
         if live is not None:
             if live.request_hash != request_hash:
                 raise _mismatch()
             return live
-        turn = await engine.store.find_turn_by_key(org_id, key)
+        turn = await self._store.find_turn_by_key(org_id, key)
         if turn is None:
             return None
-        if engine.clock.now() - turn.created_at > timedelta(seconds=IDEMPOTENCY_WINDOW_S):
+        if self._clock.now() - turn.created_at > timedelta(seconds=IDEMPOTENCY_WINDOW_S):
             return None
         if turn.request_hash != request_hash:
             raise _mismatch()
-        events = await engine.store.list_events(turn.conversation_id, turn.first_seq - 1,
-                                                turn_id=turn.id)
+        events = await self._store.list_events(org_id, turn.conversation_id,
+                                                turn.first_seq - 1, turn_id=turn.id)
         terminal = next((i for i, e in enumerate(events) if e.terminal), None)
         if terminal is None and turn.status != "running":
             # Left behind by a process that died mid-turn (recovered as cancelled with no

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
-from core.events import Event, EventBody
+from core.events import Event, EventBody, TextDelta
 
 log = logging.getLogger("switchboard.turns")
 
@@ -59,6 +60,9 @@ class LiveTurn:
         self._followers = 0
         self._detach_timer: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
+        # For the turn metrics (core.observability.turns).
+        self.started_monotonic = time.monotonic()
+        self.first_token_monotonic: float | None = None
 
     @classmethod
     def replay(cls, events: list[Event], *, org_id: str, key: str = "",
@@ -96,6 +100,8 @@ class LiveTurn:
             changed.set()
 
     def emit(self, body: EventBody) -> Event:
+        if self.first_token_monotonic is None and isinstance(body, TextDelta) and body.text:
+            self.first_token_monotonic = time.monotonic()
         event = self.make_event(body)
         self.publish(event)
         return event

@@ -97,14 +97,16 @@ class FailedCommits:
                 await task
 
 
-async def incomplete_after(store: Store, conversation_id: str, after_seq: int) -> Event | None:
+async def incomplete_after(store: Store, org_id: str, conversation_id: str,
+                           after_seq: int) -> Event | None:
     """The `turn_incomplete` event of the conversation's latest turn, for a client that
     reconnects after events it saw live but that a crash kept from being stored (its
     `after_seq` is past what the store holds), or None."""
-    turn = await store.last_turn(conversation_id)
+    turn = await store.last_turn(org_id, conversation_id)
     if turn is None or turn.status != TurnStatus.FAILED:
         return None
-    events = await store.list_events(conversation_id, turn.first_seq - 1, turn_id=turn.id)
+    events = await store.list_events(org_id, conversation_id, turn.first_seq - 1,
+                                     turn_id=turn.id)
     if not events:
         return None
     last = events[-1]

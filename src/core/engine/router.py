@@ -32,10 +32,10 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.agents.catalog import AgentCatalog
 from core.agents.definition import WEEKDAYS, AgentDefinition
 from core.domain import AgentRecord, ConversationRecord
 from core.events import AgentHandoff
-from core.store.base import Store
 
 log = logging.getLogger("switchboard.router")
 
@@ -168,7 +168,7 @@ def _targets(agent: AgentRecord) -> set[str]:
 
 
 async def plan(
-    store: Store,
+    agents: AgentCatalog,
     agent: AgentRecord,
     conversation: ConversationRecord | None,
     message: str,
@@ -182,13 +182,13 @@ async def plan(
     # A client that keeps pinning the agent it started with must not pull a handed-off
     # conversation back: it stays with the agent it was handed to.
     if conversation is not None and conversation.agent_id != agent.id and _targets(agent):
-        current = await store.get_agent(agent.org_id, conversation.agent_id)
+        current = await agents.get(agent.org_id, conversation.agent_id)
         if current is not None and {current.slug, current.id} & _targets(agent):
             return Plan(current, route(current.definition, message, mode, now))
     rule = match_handoff(agent.definition, message, mode, now)
     if rule is None:
         return Plan(agent)
-    target = await store.get_agent(agent.org_id, str(rule["to"]))
+    target = await agents.get(agent.org_id, str(rule["to"]))
     if target is None or target.id == agent.id:
         # Agents are applied one file at a time: a handoff to an agent that does not exist
         # (yet) is skipped rather than failing the customer's turn.

@@ -1,17 +1,18 @@
 """The turn engine: from a `TurnRequest` to a stored reply, as a stream of events.
 
-`start_turn` checks the request, resolves organisation, agent and conversation, writes
-the user message and the turn row, and starts the turn in its own task; callers follow
-the returned `LiveTurn`. The task runs the agent loop, and when it ends (completed,
-interrupted, stopped, cancelled, failed) it stores the transcript and every event in one
-transaction *before* publishing the terminal event, so a client that saw `completed`
-can always read the reply back.
+`start_turn` checks the request, resolves organisation, agent and conversation, and
+begins the turn through the turn pipeline (`core.engine.pipeline`: admission, the
+store's claim on the conversation, the live registry), then runs it in its own task;
+callers follow the returned `LiveTurn`. The task runs the agent loop, and when it ends
+(completed, interrupted, stopped, cancelled, failed) the pipeline stores the transcript
+and every event in one transaction *before* publishing the terminal event, so a client
+that saw `completed` can always read the reply back. Flow messages use the same pipeline
+(`core.flows.engine`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from core import limits, ratelimit
+from core.agents.catalog import AgentCatalog
 from core.budgets import Budgets
 from core.clock import Clock, IdSource
 from core.domain import (
@@ -40,19 +42,15 @@ from core.engine import admission, client_tools, intake, router
 from core.engine.admission import Access, Caller
 from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
-from core.engine.live import CANCEL_STOP, LiveTurn, LiveTurns
-from core.engine.locks import KeyedLocks
+from core.engine.live import CANCEL_STOP, LiveTurn
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
-from core.engine.recovery import (
-    FailedCommits,
-    failed_commit,
-    incomplete_after,
-    recover_running,
-)
+from core.engine.pipeline import TurnPipeline
+from core.engine.recovery import incomplete_after, recover_running
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
     Event,
+    EventBody,
     InterruptEvent,
     RoutedEvent,
     Routing,
@@ -67,6 +65,7 @@ from core.events import (
     UsageEvent,
 )
 from core.ids import canonical_conversation_id
+from core.observability.turns import observe_provider, turn_finished
 from core.providers.base import (
     ChatMessage,
     GenerationRequest,
@@ -76,9 +75,8 @@ from core.providers.base import (
 )
 from core.providers.registry import build_provider
 from core.quota import StorageQuota
-from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
-from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
-from core.store.failures import StoreUnavailable
+from core.ratelimit import RateLimit
+from core.store.base import Store, TurnBegin, UsageEntry
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.turns")
@@ -146,23 +144,27 @@ class TurnEngine:
         tools: ServerTools | None = None,
         provider_factory: Callable[[AgentRecord], ModelProvider] | None = None,
         pricer: Pricer | None = None,
+        agents: AgentCatalog | None = None,
     ) -> None:
         self.store = store
+        self.agents = agents or AgentCatalog(store)
         self.clock = clock
         self.ids = ids
         self.config = config or EngineConfig()
         self.tools = tools or ServerTools()
-        self.live = LiveTurns()
-        self.failed_commits = FailedCommits(store)
         self.draining = False
         self._provider_factory = provider_factory or (
             lambda agent: build_provider(agent.definition, agent.id)
         )
         self.price = pricer or _no_pricing
-        self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
-        self.idempotency = Idempotency(self)
-        self.conversation_locks = KeyedLocks()
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
+        # The write path chat turns share with flow messages; its live registry and rate
+        # limiter are this engine's too.
+        self.pipeline = TurnPipeline(store, clock, self.budgets, self.config.detach_grace_s)
+        self.live = self.pipeline.live
+        self.failed_commits = self.pipeline.failed_commits
+        self.rate_limiter = self.pipeline.rate_limiter
+        self.idempotency = Idempotency(store, self.live, clock)
         self.storage = StorageQuota(store, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
@@ -173,15 +175,15 @@ class TurnEngine:
         self, org_id: str, ref: str, conversation: ConversationRecord | None
     ) -> AgentRecord:
         if ref:
-            agent = await self.store.get_agent(org_id, ref)
+            agent = await self.agents.get(org_id, ref)
             if agent is None:
                 raise not_found(Reason.AGENT_NOT_FOUND, f"Agent '{ref}' not found.", agent=ref)
             return agent
         if conversation is not None:
-            agent = await self.store.get_agent(org_id, conversation.agent_id)
+            agent = await self.agents.get(org_id, conversation.agent_id)
             if agent is not None:
                 return agent
-        agent = await self.store.get_active_agent(org_id)
+        agent = await self.agents.active(org_id)
         if agent is None:
             raise SwitchboardError(
                 Code.FAILED_PRECONDITION, Reason.NO_ACTIVE_AGENT,
@@ -194,6 +196,10 @@ class TurnEngine:
     ) -> ConversationRecord:
         """The conversation an id names, without the owner check (admission does that)."""
         return await admission.find_conversation(self.store, principal, conversation_id)
+
+    async def admit_caller(self, principal: Principal, origin: str = "",
+                           dialect: str = "") -> Organisation:
+        return await self.pipeline.admit_caller(principal, origin, dialect)
 
     # -- starting turns -----------------------------------------------------------------
 
@@ -215,7 +221,7 @@ class TurnEngine:
                 Code.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down; retry shortly."
             )
         mode = intake.validate(request)
-        org = await admission.admit_key(self.store, principal, request.origin, request.dialect)
+        org = await self.admit_caller(principal, request.origin, request.dialect)
         client_tools.validate_client_tools(request.client_tools)
         if not request.idempotency_key:
             return await self._admit_and_start(principal, org, request, mode)
@@ -244,23 +250,12 @@ class TurnEngine:
             principal, caller.user_id, caller.verified))
         await self.budgets.check(org, request, user=request.ledger_user)
         await self.storage.reserve(org, request)
-        # Turns of one conversation start one at a time: the check for a running turn and
-        # the registration of the new one must not interleave (they would share sequence
-        # numbers). A new conversation has no rival.
-        key = await self._conversation_key(principal, request)
-        async with self.conversation_locks.hold(key) if key else contextlib.nullcontext():
-            if request.resume is not None:
-                return await self._resume_turn(principal, org, request)
-            return await self._start_new(principal, org, request, mode)
-
-    async def _conversation_key(self, principal: Principal, request: TurnRequest) -> str:
-        """The canonical id of the conversation a request continues ("" for a new one)."""
+        # No lock: the store's claim on the conversation (begin_turn / resume_turn) lets
+        # one turn run per conversation, across every process on the database, and hands
+        # out its sequence numbers.
         if request.resume is not None:
-            record = await self.store.get_interrupt(principal.org_id,
-                                                    request.resume.interrupt_id)
-            return record.conversation_id if record is not None else ""
-        ref = request.conversation_id or principal.conversation_id
-        return (canonical_conversation_id(ref) or ref) if ref else ""
+            return await self._resume_turn(principal, org, request)
+        return await self._start_new(principal, org, request, mode)
 
     async def _start_new(
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
@@ -280,16 +275,11 @@ class TurnEngine:
         )
         client_tools.check_no_clash(request.client_tools, self.tools.specs(agent))
         if conversation is not None:
-            running = self.live.get(conversation.id)
-            if running is not None and not running.done:
-                raise SwitchboardError(
-                    Code.ABORTED, Reason.TURN_IN_PROGRESS,
-                    "A turn is already running in this conversation; wait for it or stop it.",
-                )
+            self.pipeline.refuse_if_running(conversation.id)
         now = self.clock.now()
         # Routing rules and handoffs run before anything is stored: after a handoff the
         # turn, its reply and the conversation belong to the agent it was handed to.
-        plan = await router.plan(self.store, agent, conversation, request.message, mode, now)
+        plan = await router.plan(self.agents, agent, conversation, request.message, mode, now)
         agent = plan.agent
         new_conversation = None
         if conversation is None:
@@ -301,7 +291,6 @@ class TurnEngine:
             )
             new_conversation = conversation
         turn_id = self.ids.uuid()
-        first_seq = conversation.last_seq + 1
         prior: list[MessageRecord] = []
         if new_conversation is not None:
             for item in request.history:
@@ -316,11 +305,11 @@ class TurnEngine:
         )
         turn = TurnRecord(
             id=turn_id, conversation_id=conversation.id, org_id=org.id,
-            status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=first_seq,
-            last_seq=first_seq - 1, created_at=now, updated_at=now,
+            status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=0, last_seq=0,
+            created_at=now, updated_at=now,
             idempotency_key=request.idempotency_key, request_hash=request_hash(request),
         )
-        await self.store.begin_turn(TurnBegin(
+        live = await self.pipeline.begin(TurnBegin(
             turn=turn,
             new_conversation=new_conversation,
             prior_messages=tuple(prior),
@@ -331,8 +320,7 @@ class TurnEngine:
                 {**conversation.variables, **request.variables}
                 if request.variables and new_conversation is None else None
             ),
-        ))
-        live = self._new_live(turn, request)
+        ), request.idempotency_key)
         live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn_id,
                               new_conversation=new_conversation is not None))
         if plan.handoff is not None:
@@ -389,29 +377,22 @@ class TurnEngine:
             principal, admission.caller_of(principal, org, request.user_id, request.user_token),
             conversation, request.conversation_id,
         )
-        running = self.live.get(conversation.id)
-        if running is not None and not running.done:
-            raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
-                                   "A turn is already running in this conversation.")
+        self.pipeline.refuse_if_running(conversation.id)
         if not request.client_tools:  # a resume may omit the tools: reuse the turn's
             request = replace(request, client_tools=client_tools.tools_from_json(
                 record.state.get("client_tools")))
         client_tools.check_no_clash(request.client_tools, self.tools.specs(
             await self.resolve_agent(principal.org_id, "", conversation)))
-        if not await self.store.claim_interrupt(record.id, now):
+        agent = await self.resolve_agent(principal.org_id, "", conversation)
+        # One transaction claims the interrupt and the conversation, and numbers the new
+        # segment from the conversation's counter.
+        resumed = await self.store.resume_turn(principal.org_id, record.id, now)
+        if resumed is None:
             raise SwitchboardError(Code.ALREADY_EXISTS, Reason.INTERRUPT_ALREADY_RESUMED,
                                    "This interrupt was already resumed.")
-        agent = await self.resolve_agent(principal.org_id, "", conversation)
-        turn = await self.store.get_turn(principal.org_id, record.turn_id)
-        assert turn is not None
-        turn = TurnRecord(
-            id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
-            status=TurnStatus.RUNNING, agent_id=turn.agent_id,
-            first_seq=conversation.last_seq + 1, last_seq=conversation.last_seq,
-            created_at=turn.created_at, updated_at=now, request_hash=digest,
-        )
-        live = self._new_live(turn, request)
-        live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn.id, resumed=True))
+        live = self.pipeline.register(replace(resumed, request_hash=digest),
+                                      request.idempotency_key)
+        live.emit(TurnStarted(conversation.id, agent.id, agent.slug, resumed.id, resumed=True))
         state = LoopState.from_json(record.state)
         results = {r.tool_call_id: r for r in resume.results}
         for call in record.calls:
@@ -430,17 +411,6 @@ class TurnEngine:
         # A resume carries no identity: its usage is billed to the conversation's user.
         billed = replace(request, user_id=conversation.user_id or request.user_id)
         self._spawn(live, self._run(live, agent, billed, state, base, None))
-        return live
-
-    def _new_live(self, turn: TurnRecord, request: TurnRequest) -> LiveTurn:
-        live = LiveTurn(
-            turn_id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
-            first_seq=turn.first_seq, now=self.clock.now,
-            detach_grace_s=self.config.detach_grace_s,
-        )
-        live.idempotency_key = request.idempotency_key
-        live.request_hash = turn.request_hash
-        self.live.add(live)
         return live
 
     def _spawn(self, live: LiveTurn, coro: Any) -> None:
@@ -486,7 +456,7 @@ class TurnEngine:
                 live.emit(TextDelta(decision.message))
                 status = TurnStatus.ROUTED
             else:
-                provider = self._provider_factory(agent)
+                provider = observe_provider(self._provider_factory(agent), agent)
                 tool_ctx = ToolContext(live.org_id, live.conversation_id, agent, self.store,
                                        self.clock, self.ids)
                 tools = client_tools.merge_tools(self.tools.specs(agent), request.client_tools)
@@ -538,8 +508,8 @@ class TurnEngine:
         pending: tuple[Any, ...],
         error: StreamError | None,
     ) -> None:
-        """Store the turn, then publish its terminal event. Runs shielded from a second
-        cancellation: a stop arriving while we store must not leave it half-written."""
+        """Decide the turn's outcome (reply, interrupt or error) and commit it through the
+        pipeline (stored, then published)."""
         live.committing = True
         now = self.clock.now()
         if status in (TurnStatus.STOPPED, TurnStatus.CANCELLED) and not state.usage.total_tokens:
@@ -571,16 +541,15 @@ class TurnEngine:
                 calls=tuple(PendingCall(c.id, c.name, c.arguments_json) for c in pending),
                 state=snapshot, expires_at=expires, created_at=now,
             )
-            terminal = live.make_event(
-                InterruptEvent(interrupt_id, tuple(c.id for c in pending), expires)
-            )
+            terminal: EventBody = InterruptEvent(interrupt_id, tuple(c.id for c in pending),
+                                                 expires)
         elif error is not None:
             if state.text:
                 messages.append(self._message(
                     live.conversation_id, live.org_id, live.turn_id, "assistant", state.text,
                     status, agent_id=agent.id, actions=tuple(state.actions), usage=usage,
                 ))
-            terminal = live.make_event(error)
+            terminal = error
         else:
             message = self._message(
                 live.conversation_id, live.org_id, live.turn_id, "assistant", state.text, status,
@@ -589,11 +558,11 @@ class TurnEngine:
                 metadata={"routing": asdict(routing)} if routing else {},
             )
             messages.append(message)
-            terminal = live.make_event(Completed(
+            terminal = Completed(
                 text=state.text, actions=tuple(state.actions), confidence=state.confidence,
                 usage=usage, routing=routing, status=status, agent_id=agent.id,
                 model=usage.model or ("routing" if routing else ""), message_id=message.id,
-            ))
+            )
         # A resumed turn's usage includes its earlier segments, already in the ledger.
         new = Usage(
             usage.prompt_tokens - state.billed.prompt_tokens,
@@ -601,10 +570,8 @@ class TurnEngine:
             usage.model,
             usage.cost_micros - state.billed.cost_micros,
         )
-        commit = TurnCommit(
-            turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
-            last_seq=terminal.seq, updated_at=now, events=(*live.events, terminal),
-            messages=tuple(messages), interrupt=interrupt,
+        await self.pipeline.commit(
+            live, status, terminal, messages=messages, interrupt=interrupt,
             usage=UsageEntry(
                 live.org_id, request.ledger_user or request.user_id or "anonymous",
                 live.conversation_id,
@@ -612,24 +579,7 @@ class TurnEngine:
                 new.cost_micros, now,
             ) if new.total_tokens or new.cost_micros else None,
         )
-        try:
-            await asyncio.shield(self.store.commit_turn(commit))
-        except asyncio.CancelledError:
-            # The commit goes on inside the shield; nothing more to publish from here.
-            log.warning("turn %s: cancelled while storing", live.turn_id)
-        except Exception as exc:
-            if isinstance(exc, StoreUnavailable):
-                log.warning("turn %s: could not be stored: %s", live.turn_id, exc.cause)
-                failure = StreamError(Code.UNAVAILABLE.name, exc.reason.value,
-                                      "The reply could not be stored; send it again.")
-            else:
-                log.exception("turn %s: could not be stored", live.turn_id)
-                failure = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value,
-                                      "The reply could not be stored.")
-            terminal = live.make_event(failure)
-            # Not left `running`: stored as failed (with this error) once the store allows.
-            self.failed_commits.schedule(failed_commit(commit, terminal))
-        live.publish(terminal)
+        turn_finished(live, agent, request.dialect, status, new)
 
     # -- reading and controlling turns --------------------------------------------------
 
@@ -670,23 +620,25 @@ class TurnEngine:
             if live is not None:
                 after_seq = live.events[0].seq - 1 if live.events else conversation.last_seq
             else:
-                turn = await self.store.last_turn(conversation.id)
+                turn = await self.store.last_turn(principal.org_id, conversation.id)
                 after_seq = turn.first_seq - 1 if turn is not None else conversation.last_seq
                 if turn is not None:
                     # A resumed turn has several segments, each opened by a TurnStarted:
                     # the latest segment is the one a reconnecting client has not seen.
                     starts = [e.seq for e in await self.store.list_events(
-                        conversation.id, after_seq, turn_id=turn.id)
+                        principal.org_id, conversation.id, after_seq, turn_id=turn.id)
                         if isinstance(e.body, TurnStarted)]
                     after_seq = starts[-1] - 1 if starts else after_seq
         last = after_seq
-        for event in await self.store.list_events(conversation.id, after_seq):
+        for event in await self.store.list_events(principal.org_id, conversation.id,
+                                                  after_seq):
             last = event.seq
             yield event
         if live is None and last == after_seq and not latest_turn:
             # Nothing stored after what the client saw: if a crash cut that turn short,
             # say so rather than answer as if the stream had been complete.
-            incomplete = await incomplete_after(self.store, conversation.id, after_seq)
+            incomplete = await incomplete_after(self.store, principal.org_id, conversation.id,
+                                                after_seq)
             if incomplete is not None:
                 yield incomplete
         if live is not None:

@@ -1,8 +1,11 @@
 """The flow engine: sessions, messages (new executions and continuations), transcripts.
 
-One message is one turn of the conversation, whatever surface carried it: the user's text
-and the agent's blocks (rendered as text) are written to the same transcript as chat
-turns, with the turn's priced usage on the agent message and in the usage ledger.
+One message is one turn of the conversation, whatever surface carried it, and goes
+through the same write path as a chat turn (`core.engine.pipeline`): the same admission
+(rate limit, budget), the store's claim on the conversation and its sequence numbers, the
+live registry (a client following the conversation sees the flow turn), and one commit
+of the events, the user's text and the agent's blocks (rendered as text) with the turn's
+priced usage in the ledger. This module only decides what the flow says.
 
 Continuing with a wait token checks, in order: the token exists in the session's
 conversation (else NOT_FOUND `wait_not_found`), it was not used (ALREADY_EXISTS
@@ -25,7 +28,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -43,12 +45,11 @@ from core.domain import (
 from core.engine import admission
 from core.engine.admission import Access
 from core.engine.idempotency import IDEMPOTENCY_WINDOW_S, scoped_key
+from core.engine.live import LiveTurn
 from core.engine.turns import TurnEngine
 from core.errors import Code, Reason, SwitchboardError, not_found
 from core.events import (
     Completed,
-    Event,
-    EventBody,
     RoutedEvent,
     StreamError,
     TextDelta,
@@ -61,8 +62,9 @@ from core.flows import limits
 from core.flows.builtins import FLOW_TOOLS
 from core.flows.definition import Flow, parse_flows
 from core.flows.inputs import InputMismatch, check_answer, mismatch_error
+from core.flows.messages import FlowMessage, FlowReply, Intent, SessionInfo
 from core.flows.replies import message_hash, reply_from_json, reply_to_json
-from core.flows.runner import Block, Runner, RunOutcome, RunState
+from core.flows.runner import Runner, RunOutcome, RunState
 from core.flows.sessions import SessionTokens
 from core.flows.store import ExecutionRecord, ExecutionStatus, WaitRecord, flow_store
 from core.flows.templates import as_text
@@ -81,55 +83,13 @@ from core.pricing import Pricing
 from core.providers.base import ChatMessage, GenerationRequest, TextChunk, UsageReport
 from core.providers.registry import build_provider
 from core.ratelimit import RateLimit, visitor_key
-from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.base import Store, TurnBegin, TurnConflict, UsageEntry
 from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
 log = logging.getLogger("switchboard.flows")
 
 WAIT_TOKEN_PREFIX = "wt_"
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    name: str
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    token: str
-    expires_at: datetime
-    conversation_id: str
-    agent_id: str
-    intents: tuple[Intent, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class FlowMessage:
-    """One message of the flow surface, whatever carried it."""
-
-    text: str = ""
-    intent_name: str = ""
-    context: dict[str, Any] = field(default_factory=dict)
-    variables: dict[str, Any] = field(default_factory=dict)
-    usage: ReportedUsage | None = None
-    wait_token: str = ""
-    input: Any = None
-    has_input: bool = False
-    idempotency_key: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FlowReply:
-    execution_id: str
-    conversation_id: str
-    blocks: tuple[Block, ...]
-    status: str
-    usage: Usage
-    expected_input: dict[str, Any] | None = None
-    wait_token: str = ""
-    wait_expires_at: datetime | None = None
 
 
 def hash_token(token: str) -> str:
@@ -199,6 +159,9 @@ class FlowEngine:
         self.ids = ids
         self.sessions = sessions
         self.turns = turns
+        # Flow messages are turns: the same admission, claim, numbering, ledger and live
+        # registry as chat turns (a flow is one more way an agent answers).
+        self.pipeline = turns.pipeline
         self.pricing = pricing or Pricing(store)
         self.tools = tools or turns.tools
         # Messages running apart from their RPC (kept here so they are not collected).
@@ -210,7 +173,7 @@ class FlowEngine:
                              conversation_id: str = "", origin: str = "",
                              access: Access | None = None) -> SessionInfo:
         require_kind(principal, KeyKind.PUBLISHABLE, KeyKind.SECRET)
-        org = await admission.admit_key(self.store, principal, origin)
+        org = await self.pipeline.admit_caller(principal, origin)
         # require_identity holds here as on every surface: the session's conversation
         # belongs to the (verified) user who asked for it.
         caller = admission.caller_of(principal, org, access.user_id if access else "",
@@ -236,7 +199,7 @@ class FlowEngine:
                 status="open", last_seq=0, created_at=now, updated_at=now,
                 owner=admission.owner_for(principal, caller),
             )
-            await self.flows.create_flow_conversation(conversation)
+            await self.store.create_conversation(conversation)
         token, expires = self.sessions.issue(org.id, agent.id, conversation.id,
                                              principal.key_id)
         return SessionInfo(token, expires, conversation.id, agent.id, intents_of(agent))
@@ -248,7 +211,7 @@ class FlowEngine:
                 "Flow messages need a session token (create one with CreateSession / "
                 "POST /api/public/v1/chat/sessions).",
             )
-        agent = await self.store.get_agent(principal.org_id, principal.agent_id)
+        agent = await self.turns.agents.get(principal.org_id, principal.agent_id)
         if agent is None:
             raise not_found(Reason.AGENT_NOT_FOUND, "The session's agent no longer exists.")
         return agent
@@ -322,7 +285,7 @@ class FlowEngine:
         """Admit and run the message; with an Idempotency-Key, under the key's lock (held
         until the reply is stored, so a retry waits for it and replays it)."""
         if not message.idempotency_key:
-            return await self._admit_and_send(principal, agent, conversation, message)
+            return await self._admit_and_send(principal, agent, conversation, message, "")
         key = scoped_key(principal, message.idempotency_key)
         async with self.turns.idempotency.lock(principal.org_id, key):
             digest = message_hash(conversation.id, message)
@@ -335,14 +298,14 @@ class FlowEngine:
                         "This Idempotency-Key was already used with a different request.",
                     )
                 return reply_from_json(stored[1])
-            reply = await self._admit_and_send(principal, agent, conversation, message)
+            reply = await self._admit_and_send(principal, agent, conversation, message, key)
             await self.flows.put_flow_reply(principal.org_id, key, digest,
                                             reply_to_json(reply), self.clock.now())
             return reply
 
     async def _admit_and_send(self, principal: Principal, agent: AgentRecord,
                               conversation: ConversationRecord,
-                              message: FlowMessage) -> FlowReply:
+                              message: FlowMessage, key: str) -> FlowReply:
         """Rate limit and budget (as for chat turns), then run the message."""
         org = await self.store.get_org(principal.org_id)
         if org is not None:
@@ -354,22 +317,18 @@ class FlowEngine:
                 await self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
             await self.turns.budgets.check(org, TurnRequest(message=message.text))
             await self.turns.storage.reserve(org, TurnRequest(message=message.text))
-        # The same per-conversation lock as chat turns: a flow message and a chat turn on
-        # one conversation must not take the same sequence numbers.
-        async with self.turns.conversation_locks.hold(conversation.id):
-            running = self.turns.live.get(conversation.id)
-            if running is not None and not running.done:
-                raise SwitchboardError(Code.ABORTED, Reason.TURN_IN_PROGRESS,
-                                       "A turn is already running in this conversation.")
-            if message.wait_token:
-                return await self._continue(principal, agent, message)
-            return await self._start(principal, agent, message)
+        # A chat turn running here is refused early; across processes the store's claim
+        # on the conversation (begin_turn) decides.
+        self.pipeline.refuse_if_running(conversation.id)
+        if message.wait_token:
+            return await self._continue(principal, agent, message, key)
+        return await self._start(principal, agent, message, key)
 
     def _flows(self, agent: AgentRecord) -> dict[str, Flow]:
         return parse_flows(agent.definition.flows)
 
     async def _start(self, principal: Principal, agent: AgentRecord,
-                     message: FlowMessage) -> FlowReply:
+                     message: FlowMessage, key: str) -> FlowReply:
         flows = self._flows(agent)
         flow = flows.get(message.intent_name)
         if flow is None:
@@ -390,10 +349,11 @@ class FlowEngine:
         state = RunState(context=dict(message.context))
         conversation = await self._conversation(execution)
         runner = self._runner(flow, state, agent, execution, message, conversation)
-        return await self._run(runner, flow.steps[0], agent, execution, message, conversation)
+        return await self._run(runner, flow.steps[0], agent, execution, message, conversation,
+                               key)
 
     async def _continue(self, principal: Principal, agent: AgentRecord,
-                        message: FlowMessage) -> FlowReply:
+                        message: FlowMessage, key: str) -> FlowReply:
         token_hash = hash_token(message.wait_token)
         wait = await self.flows.get_wait(principal.org_id, token_hash)
         if wait is None or wait.conversation_id != principal.conversation_id:
@@ -423,10 +383,10 @@ class FlowEngine:
         state.context.update(message.context)
         runner = self._runner(flow, state, agent, execution, message, conversation)
         step = runner.answer(ask, value)
-        if not await self.flows.claim_wait(token_hash, now):
+        if not await self.flows.claim_wait(principal.org_id, token_hash, now):
             raise SwitchboardError(Code.ALREADY_EXISTS, Reason.WAIT_ALREADY_USED,
                                    "This wait token was already used.")
-        return await self._run(runner, step, agent, execution, message, conversation)
+        return await self._run(runner, step, agent, execution, message, conversation, key)
 
     async def _raise_used(self, org_id: str, wait: WaitRecord) -> NoReturn:
         execution = await self.flows.get_execution(org_id, wait.execution_id)
@@ -462,19 +422,19 @@ class FlowEngine:
 
     async def _run(self, runner: Runner, step: Any, agent: AgentRecord,
                    execution: ExecutionRecord, message: FlowMessage,
-                   conversation: ConversationRecord) -> FlowReply:
-        """Begin the turn, run the flow, store the turn and the execution. Past this point
-        (a claimed wait) nothing may be left half-done: an error stores the turn as failed
-        and the execution as `failed` (see `_fail`)."""
+                   conversation: ConversationRecord, key: str = "") -> FlowReply:
+        """Begin the turn, run the flow, commit the turn and save the execution. Past this
+        point (a claimed wait) nothing may be left half-done: an error stores the turn as
+        failed and the execution as `failed` (see `_fail`)."""
         turn_id = self.ids.uuid()
         now = self.clock.now()
         user_text = message.text or as_text(message.input)
-        first_seq = conversation.last_seq + 1
         begin = TurnBegin(
             turn=TurnRecord(
                 id=turn_id, conversation_id=conversation.id, org_id=execution.org_id,
-                status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=first_seq,
-                last_seq=first_seq - 1, created_at=now, updated_at=now,
+                status=TurnStatus.RUNNING, agent_id=agent.id, first_seq=0, last_seq=0,
+                created_at=now, updated_at=now, idempotency_key=key,
+                request_hash=message_hash(conversation.id, message) if key else "",
             ),
             user_message=self._message(
                 conversation.id, execution.org_id, turn_id, "user", user_text,
@@ -485,17 +445,23 @@ class FlowEngine:
                 {**conversation.variables, **message.variables} if message.variables else None
             ),
         )
-        turn_open = False
+        live: LiveTurn | None = None
         try:
-            await self.store.begin_turn(begin)
-            turn_open = True
+            # The store claims the conversation (and the key) and numbers the events.
+            live = await self.pipeline.begin(begin, key)
+            live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn_id))
             outcome = await runner.run(step)
             usage = await self._price(execution.org_id, message.usage, outcome.usage)
             reply_text = "\n\n".join(t for t in (b.as_text() for b in outcome.blocks) if t)
-            await self._commit(conversation, turn_id, first_seq, agent, execution, outcome,
-                               usage, reply_text)
-            turn_open = False
+            stored = await self._commit(live, conversation, agent, execution, outcome, usage,
+                                        reply_text)
+            if not stored:  # the pipeline stored the turn as failed instead
+                live = None
+                raise RuntimeError("the flow turn could not be stored")
+            live = None
             return await self._save(runner, execution, outcome, usage)
+        except TurnConflict:
+            raise  # raised by the claim, before anything was begun: the caller retries
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
                 log.warning("flow %s: execution %s could not be stored: %s",
@@ -503,51 +469,30 @@ class FlowEngine:
             else:
                 log.exception("flow %s: execution %s could not be run or stored",
                               execution.intent, execution.id)
-            return await self._fail(runner, execution, conversation, agent, turn_id,
-                                    first_seq if turn_open else None)
+            return await self._fail(runner, execution, live)
 
     async def _fail(self, runner: Runner, execution: ExecutionRecord,
-                    conversation: ConversationRecord, agent: AgentRecord, turn_id: str,
-                    open_turn_seq: int | None) -> FlowReply:
+                    live: LiveTurn | None) -> FlowReply:
         """Store a run that broke (not a failing step: the runner handles those) as failed:
-        the turn begun at `open_turn_seq` (if any) ends with an internal error, the execution
-        is `failed` and the reply is an `error` block — stored like any reply, so a retry
-        with the same Idempotency-Key gets it and the wait token says its execution failed."""
+        the turn still open (if any) ends with an internal error, the execution is `failed`
+        and the reply is an `error` block — stored like any reply, so a retry with the same
+        Idempotency-Key gets it and the wait token says its execution failed."""
         outcome = runner.fail("internal_error",
                               "Sorry, something went wrong in this conversation flow.")
         try:
-            if open_turn_seq is not None:
-                await self._commit_failed(conversation, turn_id, open_turn_seq, agent)
+            if live is not None and not live.done:
+                await self.pipeline.commit(live, TurnStatus.FAILED, StreamError(
+                    Code.INTERNAL.name, Reason.INTERNAL.value, "Internal error."))
             return await self._save(runner, execution, outcome, Usage())
         except StoreUnavailable:
-            if open_turn_seq is not None:
-                # Not left `running`: stored as failed once the store allows.
-                self.turns.failed_commits.schedule(
-                    self._failed_turn(conversation, turn_id, open_turn_seq, agent))
-            raise  # 503: the client retries once the store can be written
+            # 503: the client retries once the store can be written (the pipeline stores
+            # the turn as failed once the store allows).
+            raise
         except Exception:
             log.exception("flow %s: execution %s could not be stored as failed",
                           execution.intent, execution.id)
             raise SwitchboardError(Code.INTERNAL, Reason.INTERNAL,
                                    "The message could not be stored.") from None
-
-    async def _commit_failed(self, conversation: ConversationRecord, turn_id: str,
-                             first_seq: int, agent: AgentRecord) -> None:
-        await self.store.commit_turn(self._failed_turn(conversation, turn_id, first_seq, agent))
-
-    def _failed_turn(self, conversation: ConversationRecord, turn_id: str, first_seq: int,
-                     agent: AgentRecord) -> TurnCommit:
-        now = self.clock.now()
-        bodies: tuple[EventBody, ...] = (
-            TurnStarted(conversation.id, agent.id, agent.slug, turn_id),
-            StreamError(Code.INTERNAL.name, Reason.INTERNAL.value, "Internal error."),
-        )
-        events = tuple(Event(first_seq + i, conversation.id, turn_id, now, body)
-                       for i, body in enumerate(bodies))
-        return TurnCommit(
-            turn_id=turn_id, conversation_id=conversation.id, status=TurnStatus.FAILED,
-            last_seq=events[-1].seq, updated_at=now, events=events, messages=(),
-        )
 
     async def _price(self, org_id: str, reported: ReportedUsage | None,
                      generated: Usage) -> Usage:
@@ -573,10 +518,9 @@ class FlowEngine:
             created_at=self.clock.now(), **extra,
         )
 
-    async def _commit(self, conversation: ConversationRecord, turn_id: str, first_seq: int,
+    async def _commit(self, live: LiveTurn, conversation: ConversationRecord,
                       agent: AgentRecord, execution: ExecutionRecord, outcome: RunOutcome,
-                      usage: Usage, text: str) -> None:
-        now = self.clock.now()
+                      usage: Usage, text: str) -> bool:
         status = TurnStatus.ROUTED if outcome.routing is not None else TurnStatus.COMPLETED
         metadata: dict[str, Any] = {"flow": {
             "execution_id": execution.id, "intent": execution.intent,
@@ -588,33 +532,26 @@ class FlowEngine:
             metadata["routing"] = {"action": outcome.routing.action,
                                    "ticket_id": outcome.routing.ticket_id,
                                    "team": outcome.routing.team}
-        reply = self._message(conversation.id, execution.org_id, turn_id, "assistant", text,
-                              agent_id=agent.id, actions=tuple(outcome.actions), usage=usage,
-                              confidence=1.0, metadata=metadata)
-        bodies: list[EventBody] = [TurnStarted(conversation.id, agent.id, agent.slug, turn_id)]
+        reply = self._message(conversation.id, execution.org_id, live.turn_id, "assistant",
+                              text, agent_id=agent.id, actions=tuple(outcome.actions),
+                              usage=usage, confidence=1.0, metadata=metadata)
         if outcome.routing is not None:
-            bodies.append(RoutedEvent(outcome.routing))
+            live.emit(RoutedEvent(outcome.routing))
         if text:
-            bodies.append(TextDelta(text))
+            live.emit(TextDelta(text))
         if usage.total_tokens:
-            bodies.append(UsageEvent(usage))
-        bodies.append(Completed(
-            text=text, actions=tuple(outcome.actions), confidence=1.0, usage=usage,
-            routing=outcome.routing, status=status, agent_id=agent.id,
-            model=usage.model or "flow", message_id=reply.id,
-        ))
-        events = tuple(Event(first_seq + i, conversation.id, turn_id, now, body)
-                       for i, body in enumerate(bodies))
+            live.emit(UsageEvent(usage))
         ledger = None
         if usage.total_tokens or usage.cost_micros:
             ledger = UsageEntry(execution.org_id, conversation.user_id or "anonymous",
-                                conversation.id, turn_id, usage.model, usage.prompt_tokens,
-                                usage.completion_tokens, usage.cost_micros, now)
-        await self.store.commit_turn(TurnCommit(
-            turn_id=turn_id, conversation_id=conversation.id, status=status,
-            last_seq=events[-1].seq, updated_at=now, events=events, messages=(reply,),
-            usage=ledger,
-        ))
+                                conversation.id, live.turn_id, usage.model,
+                                usage.prompt_tokens, usage.completion_tokens,
+                                usage.cost_micros, self.clock.now())
+        return await self.pipeline.commit(live, status, Completed(
+            text=text, actions=tuple(outcome.actions), confidence=1.0, usage=usage,
+            routing=outcome.routing, status=status, agent_id=agent.id,
+            model=usage.model or "flow", message_id=reply.id,
+        ), messages=(reply,), usage=ledger)
 
     async def _save(self, runner: Runner, execution: ExecutionRecord, outcome: RunOutcome,
                     usage: Usage) -> FlowReply:

@@ -13,13 +13,11 @@ import hashlib
 import json
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.events import Usage
+from core.flows.messages import FlowMessage, FlowReply
 from core.flows.runner import Block
-
-if TYPE_CHECKING:
-    from core.flows.engine import FlowMessage, FlowReply
 
 
 def message_hash(conversation_id: str, message: FlowMessage) -> str:
@@ -37,8 +35,6 @@ def reply_to_json(reply: FlowReply) -> str:
 
 
 def reply_from_json(text: str) -> FlowReply:
-    from core.flows.engine import FlowReply
-
     data = json.loads(text)
     expires = data.pop("wait_expires_at")
     return FlowReply(

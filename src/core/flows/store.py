@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from core.domain import ConversationRecord
-
 
 class ExecutionStatus:
     RUNNING = "running"
@@ -74,8 +72,6 @@ class ModelPrice:
 class FlowStore(Protocol):
     async def get_or_create_secret(self, name: str, candidate: str) -> str: ...
 
-    async def create_flow_conversation(self, conversation: ConversationRecord) -> None: ...
-
     async def save_execution(
         self, execution: ExecutionRecord, wait: WaitRecord | None = None
     ) -> None: ...
@@ -84,7 +80,7 @@ class FlowStore(Protocol):
 
     async def get_wait(self, org_id: str, token_hash: str) -> WaitRecord | None: ...
 
-    async def claim_wait(self, token_hash: str, now: datetime) -> bool: ...
+    async def claim_wait(self, org_id: str, token_hash: str, now: datetime) -> bool: ...
 
     async def set_model_price(self, org_id: str, price: ModelPrice, now: datetime) -> None: ...
 

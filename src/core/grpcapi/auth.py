@@ -81,58 +81,50 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        principal_of = self._principal
+        for kind, streaming, make_handler in _HANDLER_KINDS:
+            inner = getattr(handler, kind)
+            if inner:
+                return make_handler(  # type: ignore[no-any-return]
+                    _guarded(inner, streaming, self._principal, method),
+                    handler.request_deserializer, handler.response_serializer,
+                )
+        return handler
 
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
 
-            async def unary_unary(request: Any, context: Any) -> Any:
-                _PRINCIPAL.set(await principal_of(context))
-                try:
-                    return await inner_uu(request, context)
-                except Exception as exc:
-                    await _internal(context, method, exc)
+# The four gRPC handler shapes: (attribute, responds with a stream, handler constructor).
+_HANDLER_KINDS = (
+    ("unary_unary", False, grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", True, grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", False, grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", True, grpc.stream_stream_rpc_method_handler),
+)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
 
-            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                _PRINCIPAL.set(await principal_of(context))
-                try:
-                    async for item in inner_us(request, context):
-                        yield item
-                except Exception as exc:
-                    await _internal(context, method, exc)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_stream:
-            inner_ss = handler.stream_stream
-
-            async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
-                _PRINCIPAL.set(await principal_of(context))
-                try:
-                    async for item in inner_ss(requests, context):
-                        yield item
-                except Exception as exc:
-                    await _internal(context, method, exc)
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream, handler.request_deserializer, handler.response_serializer
-            )
-        inner_su = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: Any) -> Any:
+def _guarded(
+    inner: Callable[..., Any],
+    streaming: bool,
+    principal_of: Callable[[Any], Awaitable[Principal]],
+    method: str,
+) -> Callable[..., Any]:
+    """The one wrapper of every handler: authenticate, hand the principal over, and turn
+    an escaped bug into INTERNAL. A streaming response needs an async generator, a unary
+    one a coroutine; the request side (one message or a stream) passes through as is."""
+    if streaming:
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             _PRINCIPAL.set(await principal_of(context))
             try:
-                return await inner_su(requests, context)
+                async for item in inner(request, context):
+                    yield item
             except Exception as exc:
                 await _internal(context, method, exc)
 
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return stream
+
+    async def unary(request: Any, context: Any) -> Any:
+        _PRINCIPAL.set(await principal_of(context))
+        try:
+            return await inner(request, context)
+        except Exception as exc:
+            await _internal(context, method, exc)
+
+    return unary

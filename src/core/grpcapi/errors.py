@@ -21,6 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from core.errors import ERROR_DOMAIN, Code, SwitchboardError
+from core.observability.metrics import count_refusal
 
 MAX_QUOTED_CHARS: Final = 200
 MAX_QUOTED_ITEMS: Final = 10
@@ -46,6 +47,7 @@ def _bounded(value: Any) -> Any:
 
 
 def to_status(error: SwitchboardError) -> grpc.Status:
+    count_refusal(error.reason.value)
     info = error_details_pb2.ErrorInfo(
         reason=error.reason.value, domain=ERROR_DOMAIN,
         metadata={truncate(k): truncate(v) for k, v in error.metadata.items()},

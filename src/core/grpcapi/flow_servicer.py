@@ -4,7 +4,7 @@ place that knows both sides of the flow surface), and its registrar for CoreServ
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -13,15 +13,14 @@ from core.domain import ReportedUsage
 from core.engine.admission import Access
 from core.errors import SwitchboardError
 from core.events import Usage
-from core.flows.engine import FlowEngine, FlowMessage, FlowReply, Intent
+from core.flows.engine import FlowEngine
+from core.flows.messages import FlowMessage, FlowReply, Intent
 from core.flows.runner import Block
 from core.flows.store import ExecutionRecord, ExecutionStatus
 from core.grpcapi.auth import current_principal
 from core.grpcapi.errors import to_status
+from core.grpcapi.services import CoreParts
 from switchboard.v1 import events_pb2, flow_pb2, flow_pb2_grpc
-
-if TYPE_CHECKING:
-    from core.grpcapi.server import CoreServer
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (untyped in grpc stubs)
 
@@ -157,8 +156,8 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
         return flow_pb2.GetExecutionResponse(execution=execution_pb(execution))
 
 
-def register_flow_service(core: CoreServer, server: grpc.aio.Server) -> str:
-    """CoreServer registrar: FlowService on the core's store, clock, ids and sessions."""
+def register_flow_service(core: CoreParts, server: grpc.aio.Server) -> str:
+    """Core registrar: FlowService on the core's store, clock, ids and sessions."""
     engine = FlowEngine(core.store, core.clock, core.ids, core.sessions, core.engine)
     flow_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(engine), server)
     return FLOW_SERVICE

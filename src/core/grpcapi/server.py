@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core import clientaddr, http_pool
+from core.agents.catalog import AgentCatalog
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
 from core.engine.turns import TurnEngine
@@ -23,19 +24,21 @@ from core.grpcapi.concurrency import ConcurrencyInterceptor
 from core.grpcapi.flow_servicer import register_flow_service
 from core.grpcapi.inprocess import HandlerRegistry, InProcessChannel
 from core.grpcapi.readiness import StoreReadiness
+from core.grpcapi.services import ServiceRegistrar
 from core.keys import Authenticator
+from core.observability.grpc_server import ObservabilityInterceptor
+from core.observability.metrics import track_live_turns
+from core.observability.store import instrument_store
 from core.pricing import Pricing
 from core.redis_limits import RedisRateLimiter, redacted
 from core.redis_stops import RemoteStops
+from core.retention import Retention
 from core.store.base import Store
-from core.store.sqlite import SqliteStore
+from core.store.factory import describe, open_store
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchboard.core")
 
-# Other services (FlowService, ...) plug in with a registrar: it adds its servicer to the
-# grpc server and returns its full service name (for health and reflection).
-ServiceRegistrar = Callable[["CoreServer", grpc.aio.Server], str]
 
 CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 
@@ -65,19 +68,22 @@ class CoreServer:
         services: Sequence[ServiceRegistrar] = (),
     ) -> None:
         self.config = config
-        self.store: Store = store or SqliteStore(config.database)
+        self.store: Store = instrument_store(store or open_store(config.database))
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
         self.sessions = SessionTokens(self.clock)  # flow session tokens (third key kind)
         self.auth = Authenticator(self.store, self.clock, sessions=self.sessions)
         self.pricing = Pricing(self.store)
+        self.agents = AgentCatalog(self.store, config.knowledge_root)
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
-                                 pricer=self.pricing.price)
+                                 pricer=self.pricing.price, agents=self.agents)
         self.redis_limits: RedisRateLimiter | None = None
         self.remote_stops: RemoteStops | None = None
         if config.redis_url:
             self.redis_limits = RedisRateLimiter(config.redis_url, self.clock)
             self.engine.rate_limiter = self.redis_limits
+        track_live_turns(self.engine.live)
+        self.retention = Retention(self.store, self.clock, config.event_retention_days)
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self._handlers: HandlerRegistry | None = None
@@ -98,6 +104,7 @@ class CoreServer:
             self.remote_stops = RemoteStops(self.config.redis_url, self.engine.live)
             await self.remote_stops.start()
             self.engine.live.elsewhere = self.remote_stops.stop_elsewhere
+        await self.retention.start()
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.max_send_message_length", self.config.max_message_bytes),
@@ -113,7 +120,8 @@ class CoreServer:
             ("grpc.server.max_pending_requests_hard_limit", self.config.max_concurrent_rpcs),
         ]
         self.concurrency = ConcurrencyInterceptor(self.config.max_concurrent_rpcs)
-        interceptors = [self.concurrency, AuthInterceptor(
+        # Observability first: it sees every outcome, refused calls included.
+        interceptors = [ObservabilityInterceptor(), self.concurrency, AuthInterceptor(
             self.auth, clientaddr.networks(self.config.trusted_proxies))]
         server = grpc.aio.server(
             interceptors=interceptors,
@@ -146,7 +154,7 @@ class CoreServer:
         await self._set_serving(True)
         self.readiness = StoreReadiness(self.store, self._set_serving)
         log.info("core listening on %s:%d (database %s)", self.config.host, self.port,
-                 self.config.database)
+                 describe(self.config.database))
         return self.port
 
     def channel(self) -> InProcessChannel:
@@ -170,6 +178,7 @@ class CoreServer:
             await self.readiness.stop()
         await self._set_serving(False)
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
+        await self.retention.stop()
         await self.engine.shutdown()
         if self._handlers is not None:
             self._handlers.close()

@@ -9,7 +9,7 @@ from typing import Any
 from core import http_pool
 from core.agents.definition import AgentDefinition
 from core.knowledge import KnowledgeBase, load_knowledge_base
-from core.providers.base import ModelProvider
+from core.providers.base import ModelProvider, ProviderError
 from core.providers.scripted import ScriptedProvider
 
 # Providers are cheap to build, but the kb index is not: keep one provider per definition.
@@ -20,9 +20,17 @@ _cache: dict[str, tuple[dict[str, Any], ModelProvider]] = {}
 
 
 def knowledge_base_for(agent: AgentDefinition) -> KnowledgeBase | None:
+    """The agent's knowledge base; ProviderError (a clear, logged turn error) when its
+    folder is gone (moved, or this host's knowledge root lacks it)."""
     if not agent.knowledge_base:
         return None
-    return load_knowledge_base(Path(agent.knowledge_base), agent.knowledge_base_url)
+    try:
+        return load_knowledge_base(Path(agent.knowledge_base), agent.knowledge_base_url)
+    except FileNotFoundError:
+        raise ProviderError(
+            f"Agent '{agent.slug}': knowledge base folder "
+            f"'{Path(agent.knowledge_base).name}' was not found under the knowledge root."
+        ) from None
 
 
 def build_provider(agent: AgentDefinition, agent_id: str = "") -> ModelProvider:

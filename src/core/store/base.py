@@ -1,9 +1,22 @@
 """The `Store` contract: everything durable the core needs, backend-agnostic.
 
-Implementations: `core.store.sqlite.SqliteStore` (embedded default). A PostgreSQL store
-implements the same protocol; one contract test suite runs against every backend.
-Ids from another organisation read as not found: every lookup that a client can
-influence takes the organisation id.
+Implementations: `core.store.sqlite.SqliteStore` (embedded default); `core.store.factory`
+picks one by database URL. Every implementation passes the contract suite in
+`tests/core/store/` (one set of tests, parametrised by backend).
+
+Rules every backend keeps (so any number of core processes can share one database):
+- Ids from another organisation read as not found: every lookup takes the organisation.
+- One running turn per conversation: `begin_turn` / `resume_turn` claim the conversation
+  with a conditional write and `commit_turn` releases it; a second claim raises
+  `TurnConflict`. No in-process lock is needed for correctness.
+- Sequence numbers come from the conversation's counter, read inside the claiming
+  transaction: a turn's events are numbered from the `first_seq` the claim returns, and
+  the commit advances the counter only while the claim is still held.
+- An idempotency key names at most one turn per organisation (a unique constraint; a
+  second claim raises `TurnConflict`, never a backend error).
+- The store keeps records as given and returns them; it never interprets an agent
+  definition (the core parses them, see `core.agents.catalog`).
+- Times are timezone-aware; comparisons happen on instants, never on their text.
 """
 
 from __future__ import annotations
@@ -12,9 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from core.agents.definition import AgentDefinition
 from core.domain import (
-    AgentRecord,
     ApiKey,
     ConversationRecord,
     InterruptRecord,
@@ -23,8 +34,46 @@ from core.domain import (
     OrgSettings,
     TurnRecord,
 )
+from core.errors import Code, Reason, SwitchboardError
 from core.events import Event
 from core.store.failures import StoreHealth
+
+
+class TurnConflict(SwitchboardError):
+    """A turn could not be claimed: its conversation already has a running turn, or its
+    idempotency key names a turn that is still running."""
+
+    CONVERSATION = "conversation"
+    IDEMPOTENCY_KEY = "idempotency_key"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        message = (
+            "A turn is already running in this conversation; wait for it or stop it."
+            if kind == self.CONVERSATION
+            else "The turn for this Idempotency-Key is still running; retry shortly."
+        )
+        super().__init__(Code.ABORTED, Reason.TURN_IN_PROGRESS, message, retry_after_s=1.0)
+
+
+class TurnClaimLost(RuntimeError):
+    """A commit for a turn that no longer holds its conversation (another process
+    recovered it as crashed): nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAgent:
+    """An agent as stored: its definition is the portable document that was applied
+    (a knowledge base is a name relative to the knowledge root); the core parses it."""
+
+    id: str
+    org_id: str
+    slug: str
+    name: str
+    definition: dict[str, Any]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +148,8 @@ class Store(Protocol):
 
     async def get_org_by_slug(self, slug: str) -> Organisation | None: ...
 
+    async def list_orgs(self) -> list[Organisation]: ...  # by slug
+
     async def update_org_settings(self, org_id: str, settings: OrgSettings) -> None: ...
 
     async def create_key(self, key: ApiKey, key_hash: str) -> None: ...
@@ -117,25 +168,43 @@ class Store(Protocol):
 
     async def expire_key(self, key_id: str, at: datetime) -> None: ...
 
-    # Agents
-    async def upsert_agent(
-        self, org_id: str, agent_id: str, definition: AgentDefinition, now: datetime
-    ) -> AgentRecord: ...
+    # Agents (an agent with the same slug is updated in place and keeps its id; an active
+    # agent makes every other agent of its organisation inactive)
+    async def upsert_agent(self, agent: StoredAgent) -> StoredAgent: ...
 
-    async def get_agent(self, org_id: str, id_or_slug: str) -> AgentRecord | None: ...
+    async def get_agent(self, org_id: str, id_or_slug: str) -> StoredAgent | None: ...
 
-    async def get_active_agent(self, org_id: str) -> AgentRecord | None: ...
+    async def get_active_agent(self, org_id: str) -> StoredAgent | None: ...
 
-    async def list_agents(self, org_id: str) -> list[AgentRecord]: ...
+    async def list_agents(self, org_id: str) -> list[StoredAgent]: ...
 
     # Conversations, turns, transcripts
     async def get_conversation(
         self, org_id: str, conversation_id: str
     ) -> ConversationRecord | None: ...
 
-    async def begin_turn(self, begin: TurnBegin) -> None: ...
+    async def create_conversation(self, conversation: ConversationRecord) -> None: ...
 
-    async def commit_turn(self, commit: TurnCommit) -> None: ...
+    async def begin_turn(self, begin: TurnBegin) -> TurnRecord:
+        """Claim the conversation (creating it first if `new_conversation`), claim the
+        idempotency key, write the turn and its user message. Returns the turn with the
+        `first_seq` allocated to it. Raises TurnConflict; NotFound for an unknown
+        conversation."""
+        ...
+
+    async def resume_turn(
+        self, org_id: str, interrupt_id: str, now: datetime
+    ) -> TurnRecord | None:
+        """Claim a pending interrupt and its conversation in one transaction: the turn,
+        running again, with `first_seq` set to the new segment's first number. None if the
+        interrupt is not pending (already resumed); TurnConflict if another turn runs."""
+        ...
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        """Store the segment's events (numbered from the claim's `first_seq`), messages,
+        ledger entry and interrupt, and release the conversation. TurnClaimLost if the
+        turn no longer holds it."""
+        ...
 
     async def get_turn(self, org_id: str, turn_id: str) -> TurnRecord | None: ...
 
@@ -150,28 +219,39 @@ class Store(Protocol):
     ) -> list[MessageRecord]: ...
 
     async def list_events(
-        self, conversation_id: str, after_seq: int, turn_id: str = ""
-    ) -> list[Event]: ...
+        self, org_id: str, conversation_id: str, after_seq: int, turn_id: str = ""
+    ) -> list[Event]:
+        """Every stored event with seq > after_seq, in order, exactly as committed."""
+        ...
 
-    async def mark_running_turns(self, status: str, now: datetime) -> int: ...
+    async def mark_running_turns(self, status: str, now: datetime) -> int:
+        """Turns left running (by a crashed process) get `status`; their claims go."""
+        ...
 
     async def running_turns(self) -> list[TurnRecord]:
         """Every turn stored as `running` (at start-up: the ones a crash left behind)."""
         ...
 
-    async def last_turn(self, conversation_id: str) -> TurnRecord | None: ...
+    async def last_turn(self, org_id: str, conversation_id: str) -> TurnRecord | None:
+        """The turn whose events were stored last (a running turn counts as latest)."""
+        ...
+
+    async def prune_events(self, before: datetime) -> int:
+        """Drop the event log of finished turns stored before `before` (transcripts,
+        turns and the ledger stay); returns the number of segments removed."""
+        ...
 
     # Usage ledger
     async def sum_spend(self, org_id: str, since: datetime, user_id: str = "") -> int: ...
 
-    async def usage_report(
-        self, org_id: str, since: datetime
-    ) -> list[dict[str, Any]]: ...
+    async def usage_report(self, org_id: str, since: datetime) -> list[dict[str, Any]]:
+        """Spend per UTC day (`day`, YYYY-MM-DD) and model: turns, prompt_tokens,
+        completion_tokens, cost_micros."""
+        ...
 
     # Interrupts
     async def get_interrupt(self, org_id: str, interrupt_id: str) -> InterruptRecord | None: ...
 
-    async def claim_interrupt(self, interrupt_id: str, now: datetime) -> bool: ...
 
     # End users, companies, tickets
     async def get_end_user(self, org_id: str, external_id: str) -> EndUser | None: ...

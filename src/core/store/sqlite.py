@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import datetime
-from functools import lru_cache
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from core.agents.definition import AgentDefinition, parse_agent
 from core.domain import (
-    AgentRecord,
     ApiKey,
     ConversationRecord,
     InterruptRecord,
@@ -22,27 +19,33 @@ from core.domain import (
     PendingCall,
     TurnRecord,
 )
-from core.errors import Code, Reason, SwitchboardError
+from core.errors import Reason, not_found
 from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
-from core.store.base import EndUser, TurnBegin, TurnCommit
+from core.store.base import (
+    EndUser,
+    StoredAgent,
+    TurnBegin,
+    TurnClaimLost,
+    TurnCommit,
+    TurnConflict,
+)
 from core.store.failures import StoreHealth
-from core.store.sqlite_db import Database, dumps, loads
+from core.store.sqlite_db import Database, dumps, loads, micros
+from core.store.sqlite_db import dt as _dt
+from core.store.sqlite_db import ts as _ts
 from core.store.sqlite_flows import SqliteFlowsMixin
 
-
-@lru_cache(maxsize=1024)
-def _parsed_definition(definition_json: str) -> AgentDefinition:
-    """Agent definitions are read on every turn; parsing and validating one costs more than
-    the query, and a stored definition never changes under the same text."""
-    return parse_agent(loads(definition_json))
+_DAY_US = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Turn states whose event log may be pruned (an interrupted turn can still be resumed).
+_FINISHED = ("completed", "routed", "failed", "stopped", "cancelled")
 
 
-def _ts(dt: datetime) -> str:
-    return dt.isoformat()
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def _compact(event: Event) -> dict[str, Any]:
+    """An event as kept in its segment: the conversation and turn are the row's."""
+    data = event_to_dict(event)
+    del data["conversation_id"], data["turn_id"]
+    return data
 
 
 class SqliteStore(SqliteFlowsMixin):
@@ -86,6 +89,10 @@ class SqliteStore(SqliteFlowsMixin):
     async def get_org(self, org_id: str) -> Organisation | None:
         row = await self.db.fetchone("SELECT * FROM organisations WHERE id = ?", (org_id,))
         return self._org(row) if row else None
+
+    async def list_orgs(self) -> list[Organisation]:
+        rows = await self.db.fetchall("SELECT * FROM organisations ORDER BY slug")
+        return [self._org(row) for row in rows]
 
     async def get_org_by_slug(self, slug: str) -> Organisation | None:
         row = await self.db.fetchone("SELECT * FROM organisations WHERE slug = ?", (slug,))
@@ -141,10 +148,17 @@ class SqliteStore(SqliteFlowsMixin):
         ))
 
     async def expire_key(self, key_id: str, at: datetime) -> None:
-        await self.db.execute(
-            "UPDATE api_keys SET expires_at = ? WHERE id = ? AND "
-            "(expires_at IS NULL OR expires_at > ?)", (_ts(at), key_id, _ts(at)),
-        )
+        """The key expires at `at`, unless it already expires sooner (compared as
+        instants, not as text)."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute("SELECT expires_at FROM api_keys WHERE id = ?",
+                                        (key_id,))
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is None or (row[0] is not None and _dt(row[0]) <= at):
+                return
+            await conn.execute("UPDATE api_keys SET expires_at = ? WHERE id = ?",
+                               (_ts(at), key_id))
 
     async def list_keys(self, org_id: str) -> list[ApiKey]:
         rows = await self.db.fetchall(
@@ -155,71 +169,55 @@ class SqliteStore(SqliteFlowsMixin):
     # -- agents -------------------------------------------------------------------------
 
     @staticmethod
-    def _agent(row: aiosqlite.Row) -> AgentRecord:
-        definition = _parsed_definition(row["definition_json"])
-        return AgentRecord(
+    def _agent(row: aiosqlite.Row) -> StoredAgent:
+        return StoredAgent(
             id=row["id"],
             org_id=row["org_id"],
             slug=row["slug"],
             name=row["name"],
-            definition=definition,
+            definition=loads(row["definition_json"]) or {},
             active=bool(row["active"]),
             created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
         )
 
-    async def upsert_agent(
-        self, org_id: str, agent_id: str, definition: AgentDefinition, now: datetime
-    ) -> AgentRecord:
-        raw = {**definition.raw, "slug": definition.slug}
-        if definition.knowledge_base:
-            raw["knowledge_base"] = {
-                "path": definition.knowledge_base,
-                "url": definition.knowledge_base_url,
-            }
+    async def upsert_agent(self, agent: StoredAgent) -> StoredAgent:
+        a = agent
         async with self.db.transaction() as conn:
+            if a.active:
+                await conn.execute("UPDATE agents SET active = 0 WHERE org_id = ?", (a.org_id,))
             cursor = await conn.execute(
-                "SELECT id, created_at FROM agents WHERE org_id = ? AND slug = ?",
-                (org_id, definition.slug),
+                "INSERT INTO agents (id, org_id, slug, name, definition_json, active, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (org_id, slug) DO UPDATE SET name = excluded.name, "
+                "definition_json = excluded.definition_json, active = excluded.active, "
+                "updated_at = excluded.updated_at RETURNING *",
+                (a.id, a.org_id, a.slug, a.name, dumps(a.definition), int(a.active),
+                 _ts(a.created_at), _ts(a.updated_at)),
             )
-            existing = await cursor.fetchone()
-            if definition.active:
-                await conn.execute("UPDATE agents SET active = 0 WHERE org_id = ?", (org_id,))
-            if existing:
-                agent_id = existing["id"]
-                await conn.execute(
-                    "UPDATE agents SET name = ?, definition_json = ?, active = ?, updated_at = ? "
-                    "WHERE id = ?",
-                    (definition.name, dumps(raw), int(definition.active), _ts(now), agent_id),
-                )
-            else:
-                await conn.execute(
-                    "INSERT INTO agents (id, org_id, slug, name, definition_json, active, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        agent_id, org_id, definition.slug, definition.name, dumps(raw),
-                        int(definition.active), _ts(now), _ts(now),
-                    ),
-                )
-        record = await self.get_agent(org_id, agent_id)
-        assert record is not None
-        return record
+            row = await cursor.fetchone()
+            await cursor.close()
+        assert row is not None
+        return self._agent(row)
 
-    async def get_agent(self, org_id: str, id_or_slug: str) -> AgentRecord | None:
+    async def get_agent(self, org_id: str, id_or_slug: str) -> StoredAgent | None:
+        # One query; an id match wins over another agent's equal slug.
         row = await self.db.fetchone(
             "SELECT * FROM agents WHERE org_id = ? AND (id = ? OR slug = ?) "
-            "ORDER BY id = ? DESC LIMIT 1",
+            "ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END LIMIT 1",
             (org_id, id_or_slug, id_or_slug, id_or_slug),
         )
         return self._agent(row) if row else None
 
-    async def get_active_agent(self, org_id: str) -> AgentRecord | None:
+    async def get_active_agent(self, org_id: str) -> StoredAgent | None:
         row = await self.db.fetchone(
-            "SELECT * FROM agents WHERE org_id = ? ORDER BY active DESC, created_at LIMIT 1",
+            "SELECT * FROM agents WHERE org_id = ? ORDER BY active DESC, created_at, slug "
+            "LIMIT 1",
             (org_id,),
         )
         return self._agent(row) if row else None
 
-    async def list_agents(self, org_id: str) -> list[AgentRecord]:
+    async def list_agents(self, org_id: str) -> list[StoredAgent]:
         rows = await self.db.fetchall(
             "SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, slug", (org_id,)
         )
@@ -274,67 +272,101 @@ class SqliteStore(SqliteFlowsMixin):
             ),
         )
 
-    async def begin_turn(self, begin: TurnBegin) -> None:
-        try:
-            await self._begin_turn(begin)
-        except sqlite3.IntegrityError as exc:
-            if "idempotency_key" not in str(exc):
-                raise
-            # Another process started a turn under the same key a moment ago.
-            raise SwitchboardError(
-                Code.ABORTED, Reason.TURN_IN_PROGRESS,
-                "The turn for this Idempotency-Key is still running; retry shortly.",
-                retry_after_s=1.0,
-            ) from None
+    @staticmethod
+    async def _insert_conversation(
+        conn: aiosqlite.Connection, c: ConversationRecord, running_turn_id: str = ""
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
+            "context_json, variables_json, running_turn_id, created_at, updated_at, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq,
+                dumps(c.context), dumps(c.variables), running_turn_id, _ts(c.created_at),
+                _ts(c.updated_at), c.owner,
+            ),
+        )
 
-    async def _begin_turn(self, begin: TurnBegin) -> None:
+    async def create_conversation(self, conversation: ConversationRecord) -> None:
+        async with self.db.transaction() as conn:
+            await self._insert_conversation(conn, conversation)
+
+    @staticmethod
+    async def _claim_conversation(
+        conn: aiosqlite.Connection, org_id: str, conversation_id: str, turn_id: str,
+        sets: str = "", params: tuple[Any, ...] = (),
+    ) -> int:
+        """Claim the conversation for `turn_id` (a conditional write: only while no turn
+        holds it) and return its event counter. TurnConflict if another turn holds it."""
+        cursor = await conn.execute(
+            f"UPDATE conversations SET running_turn_id = ?{sets} "
+            "WHERE id = ? AND org_id = ? AND running_turn_id = '' RETURNING last_seq",
+            (turn_id, *params, conversation_id, org_id),
+        )
+        row = await cursor.fetchone()
+        await cursor.close()
+        if row is not None:
+            return int(row[0])
+        cursor = await conn.execute(
+            "SELECT 1 FROM conversations WHERE id = ? AND org_id = ?", (conversation_id, org_id)
+        )
+        exists = await cursor.fetchone()
+        await cursor.close()
+        if exists is None:
+            raise not_found(Reason.CONVERSATION_NOT_FOUND,
+                            f"Conversation '{conversation_id}' not found.")
+        raise TurnConflict(TurnConflict.CONVERSATION)
+
+    async def begin_turn(self, begin: TurnBegin) -> TurnRecord:
         t = begin.turn
         async with self.db.transaction() as conn:
-            c = begin.new_conversation
-            if c is not None:
-                await conn.execute(
-                    "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
-                    "context_json, variables_json, created_at, updated_at, owner) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq,
-                        dumps(c.context), dumps(c.variables), _ts(c.created_at),
-                        _ts(c.updated_at), c.owner,
-                    ),
-                )
+            if begin.new_conversation is not None:
+                await self._insert_conversation(conn, begin.new_conversation, t.id)
+            sets = ", agent_id = ?, updated_at = ?"
+            params: tuple[Any, ...] = (t.agent_id, _ts(t.created_at))
             if begin.conversation_context is not None:
-                await conn.execute(
-                    "UPDATE conversations SET context_json = ? WHERE id = ?",
-                    (dumps(begin.conversation_context), t.conversation_id),
-                )
+                sets += ", context_json = ?"
+                params += (dumps(begin.conversation_context),)
             if begin.conversation_variables is not None:
-                await conn.execute(
-                    "UPDATE conversations SET variables_json = ? WHERE id = ?",
-                    (dumps(begin.conversation_variables), t.conversation_id),
+                sets += ", variables_json = ?"
+                params += (dumps(begin.conversation_variables),)
+            if begin.new_conversation is not None:
+                # Created already holding the claim: just read the counter.
+                cursor = await conn.execute(
+                    f"UPDATE conversations SET {sets[2:]} WHERE id = ? RETURNING last_seq",
+                    (*params, t.conversation_id),
                 )
-            await conn.execute(
-                "UPDATE conversations SET agent_id = ?, updated_at = ? WHERE id = ?",
-                (t.agent_id, _ts(t.created_at), t.conversation_id),
-            )
+                row = await cursor.fetchone()
+                await cursor.close()
+                assert row is not None
+                last_seq = int(row[0])
+            else:
+                last_seq = await self._claim_conversation(
+                    conn, t.org_id, t.conversation_id, t.id, sets, params
+                )
+            t = replace(t, first_seq=last_seq + 1, last_seq=last_seq)
             if t.idempotency_key:
                 # The engine found no turn to replay under this key (none, expired, or left
-                # by a crash): older finished rows give it up. A row still running keeps it,
-                # and the unique index turns a concurrent insert into a conflict.
+                # by a crash): older finished rows give it up. A row still running keeps it.
                 await conn.execute(
                     "UPDATE turns SET idempotency_key = '' WHERE org_id = ? AND "
                     "idempotency_key = ? AND status <> 'running'",
                     (t.org_id, t.idempotency_key),
                 )
-            await conn.execute(
+            # The unique (org, key) index turns a concurrent claim of the key into no row
+            # inserted (a conditional write, not an error to parse).
+            cursor = await conn.execute(
                 "INSERT INTO turns (id, conversation_id, org_id, agent_id, status, first_seq, "
                 "last_seq, idempotency_key, request_hash, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     t.id, t.conversation_id, t.org_id, t.agent_id, t.status, t.first_seq,
                     t.last_seq, t.idempotency_key, t.request_hash, _ts(t.created_at),
                     _ts(t.updated_at),
                 ),
             )
+            if cursor.rowcount != 1:
+                raise TurnConflict(TurnConflict.IDEMPOTENCY_KEY)
             for m in begin.prior_messages:
                 await self._insert_message(conn, m)
             if begin.user_message is not None:
@@ -352,37 +384,78 @@ class SqliteStore(SqliteFlowsMixin):
                         dumps(u.context), _ts(t.created_at),
                     ),
                 )
+        return t
+
+    async def resume_turn(
+        self, org_id: str, interrupt_id: str, now: datetime
+    ) -> TurnRecord | None:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
+                "WHERE id = ? AND org_id = ? AND status = 'pending' "
+                "RETURNING conversation_id, turn_id",
+                (_ts(now), interrupt_id, org_id),
+            )
+            claimed = await cursor.fetchone()
+            await cursor.close()
+            if claimed is None:
+                return None
+            conversation_id, turn_id = claimed[0], claimed[1]
+            last_seq = await self._claim_conversation(
+                conn, org_id, conversation_id, turn_id, ", updated_at = ?", (_ts(now),)
+            )
+            cursor = await conn.execute(
+                "UPDATE turns SET status = 'running', updated_at = ? WHERE id = ? AND "
+                "org_id = ? RETURNING *",
+                (_ts(now), turn_id, org_id),
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+        assert row is not None
+        return replace(self._turn(row), first_seq=last_seq + 1, last_seq=last_seq)
 
     async def commit_turn(self, commit: TurnCommit) -> None:
         async with self.db.transaction() as conn:
-            await conn.executemany(
-                "INSERT INTO events (conversation_id, seq, turn_id, data_json, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (e.conversation_id, e.seq, e.turn_id, dumps(event_to_dict(e)), _ts(e.time))
-                    for e in commit.events
-                ],
+            cursor = await conn.execute(
+                "UPDATE conversations SET last_seq = ?, running_turn_id = '', updated_at = ? "
+                "WHERE id = ? AND running_turn_id = ? RETURNING org_id",
+                (commit.last_seq, _ts(commit.updated_at), commit.conversation_id,
+                 commit.turn_id),
             )
+            held = await cursor.fetchone()
+            await cursor.close()
+            if held is None:
+                raise TurnClaimLost(
+                    f"turn {commit.turn_id} no longer holds conversation "
+                    f"{commit.conversation_id}"
+                )
+            if commit.events:
+                await conn.execute(
+                    "INSERT INTO event_log (org_id, conversation_id, first_seq, last_seq, "
+                    "turn_id, events_json, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        held[0], commit.conversation_id, commit.events[0].seq,
+                        commit.events[-1].seq, commit.turn_id,
+                        dumps([_compact(e) for e in commit.events]),
+                        micros(commit.updated_at),
+                    ),
+                )
             for m in commit.messages:
                 await self._insert_message(conn, m)
             await conn.execute(
                 "UPDATE turns SET status = ?, last_seq = ?, updated_at = ? WHERE id = ?",
                 (commit.status, commit.last_seq, _ts(commit.updated_at), commit.turn_id),
             )
-            await conn.execute(
-                "UPDATE conversations SET last_seq = MAX(last_seq, ?), updated_at = ? "
-                "WHERE id = ?",
-                (commit.last_seq, _ts(commit.updated_at), commit.conversation_id),
-            )
             u = commit.usage
             if u is not None:
                 await conn.execute(
                     "INSERT INTO usage_ledger (org_id, user_id, conversation_id, turn_id, model, "
-                    "prompt_tokens, completion_tokens, cost_micros, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "prompt_tokens, completion_tokens, cost_micros, created_at, created_us) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         u.org_id, u.user_id, u.conversation_id, u.turn_id, u.model,
                         u.prompt_tokens, u.completion_tokens, u.cost_micros, _ts(u.created_at),
+                        micros(u.created_at),
                     ),
                 )
             i = commit.interrupt
@@ -424,20 +497,22 @@ class SqliteStore(SqliteFlowsMixin):
         return self._turn(row) if row else None
 
     async def find_turn_by_key(self, org_id: str, idempotency_key: str) -> TurnRecord | None:
+        # The unique (org, key) index: at most one row holds a key.
         row = await self.db.fetchone(
-            "SELECT * FROM turns WHERE org_id = ? AND idempotency_key = ? "
-            "ORDER BY created_at DESC LIMIT 1",
+            "SELECT * FROM turns WHERE org_id = ? AND idempotency_key = ?",
             (org_id, idempotency_key),
         )
         return self._turn(row) if row else None
 
-    async def last_turn(self, conversation_id: str) -> TurnRecord | None:
+    async def last_turn(self, org_id: str, conversation_id: str) -> TurnRecord | None:
         row = await self.db.fetchone(
             # The latest stored events belong to the latest turn (a resumed turn keeps its
-            # first creation time, so time alone would pick an older one).
-            "SELECT * FROM turns WHERE conversation_id = ? ORDER BY last_seq DESC, rowid DESC "
-            "LIMIT 1",
-            (conversation_id,),
+            # first creation time, so time alone would pick an older one). A running turn
+            # has stored nothing yet (last_seq = first_seq - 1): it ties with the turn
+            # before it and wins on first_seq.
+            "SELECT * FROM turns WHERE conversation_id = ? AND org_id = ? "
+            "ORDER BY last_seq DESC, first_seq DESC LIMIT 1",
+            (conversation_id, org_id),
         )
         return self._turn(row) if row else None
 
@@ -489,15 +564,23 @@ class SqliteStore(SqliteFlowsMixin):
         return [self._message(r) for r in reversed(rows)]
 
     async def list_events(
-        self, conversation_id: str, after_seq: int, turn_id: str = ""
+        self, org_id: str, conversation_id: str, after_seq: int, turn_id: str = ""
     ) -> list[Event]:
-        sql = "SELECT data_json FROM events WHERE conversation_id = ? AND seq > ?"
-        params: list[Any] = [conversation_id, after_seq]
+        sql = ("SELECT turn_id, events_json FROM event_log WHERE conversation_id = ? "
+               "AND org_id = ? AND last_seq > ?")
+        params: list[Any] = [conversation_id, org_id, after_seq]
         if turn_id:
             sql += " AND turn_id = ?"
             params.append(turn_id)
-        rows = await self.db.fetchall(sql + " ORDER BY seq", params)
-        return [event_from_dict(loads(r["data_json"])) for r in rows]
+        rows = await self.db.fetchall(sql + " ORDER BY first_seq", params)
+        events: list[Event] = []
+        for row in rows:
+            for data in loads(row["events_json"]):
+                if data["seq"] > after_seq:
+                    events.append(event_from_dict(
+                        {"conversation_id": conversation_id, "turn_id": row["turn_id"], **data}
+                    ))
+        return events
 
     async def running_turns(self) -> list[TurnRecord]:
         rows = await self.db.fetchall("SELECT * FROM turns WHERE status = 'running'")
@@ -505,17 +588,30 @@ class SqliteStore(SqliteFlowsMixin):
 
     async def mark_running_turns(self, status: str, now: datetime) -> int:
         """At start-up: turns left running by a crashed process are marked `status`."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE turns SET status = ?, updated_at = ? WHERE status = 'running'",
+                (status, _ts(now)),
+            )
+            await conn.execute(
+                "UPDATE conversations SET running_turn_id = '' WHERE running_turn_id <> ''"
+            )
+            return int(cursor.rowcount)
+
+    async def prune_events(self, before: datetime) -> int:
+        marks = ", ".join("?" for _ in _FINISHED)
         return await self.db.execute(
-            "UPDATE turns SET status = ?, updated_at = ? WHERE status = 'running'",
-            (status, _ts(now)),
+            "DELETE FROM event_log WHERE created_us < ? AND turn_id IN "
+            f"(SELECT id FROM turns WHERE status IN ({marks}))",
+            (micros(before), *_FINISHED),
         )
 
     # -- usage ledger -------------------------------------------------------------------
 
     async def sum_spend(self, org_id: str, since: datetime, user_id: str = "") -> int:
-        sql = "SELECT COALESCE(SUM(cost_micros), 0) FROM usage_ledger WHERE org_id = ? " \
-              "AND created_at >= ?"
-        params: list[Any] = [org_id, _ts(since)]
+        sql = ("SELECT COALESCE(SUM(cost_micros), 0) FROM usage_ledger WHERE org_id = ? "
+               "AND created_us >= ?")
+        params: list[Any] = [org_id, micros(since)]
         if user_id:
             sql += " AND user_id = ?"
             params.append(user_id)
@@ -525,15 +621,18 @@ class SqliteStore(SqliteFlowsMixin):
     async def usage_report(self, org_id: str, since: datetime) -> list[dict[str, Any]]:
         """Spend per UTC day and model since `since`."""
         rows = await self.db.fetchall(
-            "SELECT substr(created_at, 1, 10) AS day, model, COUNT(*) AS turns, "
+            f"SELECT created_us / {_DAY_US} AS day, model, COUNT(*) AS turns, "
             "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
             "SUM(cost_micros) AS cost_micros, "
             "SUM(CASE WHEN cost_micros = 0 THEN 1 ELSE 0 END) AS zero_cost_turns "
             "FROM usage_ledger "
-            "WHERE org_id = ? AND created_at >= ? GROUP BY day, model ORDER BY day, model",
-            (org_id, _ts(since)),
+            "WHERE org_id = ? AND created_us >= ? GROUP BY day, model ORDER BY day, model",
+            (org_id, micros(since)),
         )
-        return [dict(r) for r in rows]
+        return [
+            {**dict(r), "day": (_EPOCH + timedelta(days=r["day"])).date().isoformat()}
+            for r in rows
+        ]
 
     # -- interrupts ---------------------------------------------------------------------
 
@@ -556,24 +655,6 @@ class SqliteStore(SqliteFlowsMixin):
             expires_at=_dt(row["expires_at"]),
             created_at=_dt(row["created_at"]),
         )
-
-    async def claim_interrupt(self, interrupt_id: str, now: datetime) -> bool:
-        """Atomically mark a pending interrupt resumed, and its turn running again (so a
-        crash while it runs leaves it to start-up recovery); False if someone else did."""
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE interrupts SET status = 'resumed', resumed_at = ? "
-                "WHERE id = ? AND status = 'pending'",
-                (_ts(now), interrupt_id),
-            )
-            if cursor.rowcount != 1:
-                return False
-            await conn.execute(
-                "UPDATE turns SET status = 'running', updated_at = ? "
-                "WHERE id = (SELECT turn_id FROM interrupts WHERE id = ?)",
-                (_ts(now), interrupt_id),
-            )
-        return True
 
     # -- end users, companies, tickets --------------------------------------------------
 

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,25 @@ from core.store.failures import StoreHealth, classify
 log = logging.getLogger("switchboard.store")
 
 BUSY_TIMEOUT_MS = 5000  # SWITCHBOARD_SQLITE_BUSY_TIMEOUT_MS overrides it
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def ts(dt: datetime) -> str:
+    return dt.isoformat()
+
+
+def dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def dt_or_none(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def micros(moment: datetime) -> int:
+    """A moment as integer microseconds since the epoch (compared and grouped in SQL)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def dumps(value: Any) -> str:

@@ -7,17 +7,10 @@ from datetime import datetime
 
 import aiosqlite
 
-from core.domain import ConversationRecord
 from core.flows.store import ExecutionRecord, ModelPrice, WaitRecord
 from core.store.sqlite_db import Database, dumps, loads
-
-
-def _ts(dt: datetime) -> str:
-    return dt.isoformat()
-
-
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+from core.store.sqlite_db import dt_or_none as _dt
+from core.store.sqlite_db import ts as _ts
 
 
 class SqliteFlowsMixin:
@@ -62,16 +55,6 @@ class SqliteFlowsMixin:
             row = await cursor.fetchone()
         assert row is not None
         return str(row[0])
-
-    async def create_flow_conversation(self, conversation: ConversationRecord) -> None:
-        c = conversation
-        await self.db.execute(
-            "INSERT INTO conversations (id, org_id, agent_id, user_id, status, last_seq, "
-            "context_json, variables_json, created_at, updated_at, owner) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (c.id, c.org_id, c.agent_id, c.user_id, c.status, c.last_seq, dumps(c.context),
-             dumps(c.variables), _ts(c.created_at), _ts(c.updated_at), c.owner),
-        )
 
     # -- executions and waits -----------------------------------------------------------
 
@@ -147,12 +130,12 @@ class SqliteFlowsMixin:
             used_at=_dt(row["used_at"]),
         )
 
-    async def claim_wait(self, token_hash: str, now: datetime) -> bool:
+    async def claim_wait(self, org_id: str, token_hash: str, now: datetime) -> bool:
         """Atomically mark a pending wait used; False if another request did first."""
         changed = await self.db.execute(
             "UPDATE flow_waits SET status = 'used', used_at = ? "
-            "WHERE token_hash = ? AND status = 'pending'",
-            (_ts(now), token_hash),
+            "WHERE token_hash = ? AND org_id = ? AND status = 'pending'",
+            (_ts(now), token_hash, org_id),
         )
         return changed == 1
 

@@ -1,0 +1,155 @@
+"""The one write path of every turn, whatever runs it (the agent loop of a chat turn, a
+flow's steps for a flow message).
+
+A turn is admitted (origin and the dialect's key rules, then the key's rate limit and
+the organisation's budget), begun (`Store.begin_turn` claims the conversation and
+allocates the turn's first sequence number; the turn joins the live registry so a
+client can follow it), numbered (every event through its `LiveTurn`), and committed
+(`Store.commit_turn`: events, messages, the ledger entry and any interrupt in one
+transaction, before the terminal event is published). Whatever runs the turn only
+decides what it says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from core.budgets import Budgets
+from core.clock import Clock
+from core.domain import (
+    InterruptRecord,
+    MessageRecord,
+    Organisation,
+    Principal,
+    TurnRecord,
+    TurnRequest,
+)
+from core.engine import admission
+from core.engine.live import LiveTurn, LiveTurns
+from core.engine.recovery import FailedCommits, failed_commit
+from core.errors import Code, Reason, SwitchboardError
+from core.events import EventBody, StreamError
+from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
+from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.failures import StoreUnavailable
+
+log = logging.getLogger("switchboard.turns")
+
+
+class TurnPipeline:
+    def __init__(self, store: Store, clock: Clock, budgets: Budgets,
+                 detach_grace_s: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.budgets = budgets
+        self.detach_grace_s = detach_grace_s
+        self.live = LiveTurns()
+        self.rate_limiter: RateLimiter = LocalRateLimiter(clock)
+        self.failed_commits = FailedCommits(store)
+
+    # -- admission ----------------------------------------------------------------------
+
+    async def admit_caller(self, principal: Principal, origin: str = "",
+                           dialect: str = "") -> Organisation:
+        """The key's organisation, once the browser origin and the dialect's key rules allow
+        the call (`core.engine.admission` owns those rules)."""
+        return await admission.admit_key(self.store, principal, origin, dialect)
+
+    def check_rate(self, principal: Principal, org: Organisation) -> None:
+        self.rate_limiter.check_request(principal.key_id,
+                                        RateLimit.from_settings(org.settings.extra))
+
+    async def check_limits(self, principal: Principal, org: Organisation,
+                           request: TurnRequest) -> None:
+        """Rate limit and budget: a refusal writes nothing and calls no model."""
+        self.check_rate(principal, org)
+        await self.budgets.check(org, request)
+
+    def refuse_if_running(self, conversation_id: str) -> None:
+        """A turn running in this process is refused before any work (the store's claim
+        decides across processes)."""
+        running = self.live.get(conversation_id)
+        if running is not None and not running.done:
+            raise SwitchboardError(
+                Code.ABORTED, Reason.TURN_IN_PROGRESS,
+                "A turn is already running in this conversation; wait for it or stop it.",
+            )
+
+    # -- begin, number, commit ----------------------------------------------------------
+
+    async def begin(self, begin: TurnBegin, idempotency_key: str = "") -> LiveTurn:
+        """Claim the conversation and write the turn; the turn goes live, numbered from
+        the sequence number the store allocated."""
+        turn = await self.store.begin_turn(begin)
+        return self.register(turn, idempotency_key)
+
+    def register(self, turn: TurnRecord, idempotency_key: str = "") -> LiveTurn:
+        """A claimed turn joins the live registry (a resumed one: `Store.resume_turn`)."""
+        live = LiveTurn(
+            turn_id=turn.id, conversation_id=turn.conversation_id, org_id=turn.org_id,
+            first_seq=turn.first_seq, now=self.clock.now, detach_grace_s=self.detach_grace_s,
+        )
+        live.idempotency_key = idempotency_key
+        live.request_hash = turn.request_hash
+        self.live.add(live)
+        return live
+
+    async def commit(
+        self,
+        live: LiveTurn,
+        status: str,
+        terminal: EventBody,
+        *,
+        messages: Sequence[MessageRecord] = (),
+        interrupt: InterruptRecord | None = None,
+        usage: UsageEntry | None = None,
+    ) -> bool:
+        """Store the turn, then publish its terminal event and take it out of the registry.
+        Runs shielded from a second cancellation: a stop arriving while the turn is stored
+        must not leave it half-written. When the store refuses the commit, the turn is
+        stored as failed instead (its events so far and the error that is published: at
+        once, or once the store can be written again), so it never stays running;
+        returns False then."""
+        live.committing = True
+        event = live.make_event(terminal)
+        commit = TurnCommit(
+            turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
+            last_seq=event.seq, updated_at=self.clock.now(), events=(*live.events, event),
+            messages=tuple(messages), interrupt=interrupt, usage=usage,
+        )
+        stored = True
+        try:
+            await asyncio.shield(self.store.commit_turn(commit))
+        except asyncio.CancelledError:
+            # The commit goes on inside the shield; nothing more to publish from here.
+            log.warning("turn %s: cancelled while storing", live.turn_id)
+        except Exception as exc:
+            stored = False
+            if isinstance(exc, StoreUnavailable):
+                log.warning("turn %s: could not be stored: %s", live.turn_id, exc.cause)
+                failure = StreamError(Code.UNAVAILABLE.name, exc.reason.value,
+                                      "The reply could not be stored; send it again.")
+            else:
+                log.exception("turn %s: could not be stored", live.turn_id)
+                failure = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value,
+                                      "The reply could not be stored.")
+            event = live.make_event(failure)
+            fallback = failed_commit(commit, event)
+            if isinstance(exc, StoreUnavailable):
+                # Not left `running`: stored as failed (with this error) once the store
+                # allows; the client hears now.
+                self.failed_commits.schedule(fallback)
+            else:
+                # The store itself is up (the write was refused): store the failure now.
+                try:
+                    await asyncio.shield(self.store.commit_turn(fallback))
+                except Exception:
+                    log.exception("turn %s: could not be stored as failed", live.turn_id)
+                    self.failed_commits.schedule(fallback)
+        try:
+            live.publish(event)
+        finally:
+            self.live.remove(live)
+        return stored
