@@ -81,6 +81,8 @@ class CoreServer:
         self.remote_stops: RemoteStops | None = None
         if config.redis_url:
             self.redis_limits = RedisRateLimiter(config.redis_url, self.clock)
+            # One limiter for the whole engine: the pipeline's and the turn engine's alias.
+            self.engine.pipeline.rate_limiter = self.redis_limits
             self.engine.rate_limiter = self.redis_limits
         track_live_turns(self.engine.live)
         self.retention = Retention(self.store, self.clock, config.event_retention_days)
