@@ -75,6 +75,8 @@ def _positive_seconds(text: str) -> float:
 def _redis_url(text: str) -> str:
     from core.redis_limits import check_url
 
+    if not text:
+        return text  # the string default runs through `type` too: "" is "no Redis"
     try:
         return check_url(text)
     except ValueError as exc:
