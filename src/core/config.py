@@ -39,3 +39,6 @@ class CoreConfig:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    # redis://HOST:PORT/N: rate limits and stream caps shared by replicas (core.redis_limits).
+    # Empty: kept in this process.
+    redis_url: str = ""

@@ -8,8 +8,9 @@ sessions) is shared by every visitor of a site, so besides the key's bucket each
 has one: a verified user by their user id, anyone else by their client address
 (core.clientaddr: never a client-chosen string). Secret keys are server-side code and
 only have the key's bucket. Buckets are
-kept per key in this process; `RateLimiter` is the seam where a Redis implementation
-(a Lua token bucket and a counter per key, shared by replicas) slots in.
+kept per key in this process by default; with `--redis`, `core.redis_limits` keeps them
+in Redis (Lua scripts, shared by replicas) behind the same `RateLimiter` seam, which is
+async for that reason.
 
 A refused request raises RESOURCE_EXHAUSTED (reason `rate_limited` or
 `concurrency_limited`) carrying `retry_after_s`, which the gRPC layer sends as RetryInfo
@@ -21,8 +22,8 @@ another (the check is O(1) and takes no lock shared between keys).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,13 +81,30 @@ def budget_user(principal: Principal, user_id: str, verified: bool) -> str:
     return f"visitor:{principal.client}" if principal.client else "anonymous"
 
 
+def rate_limited(limit: RateLimit, wait: float) -> SwitchboardError:
+    return SwitchboardError(
+        Code.RESOURCE_EXHAUSTED, Reason.RATE_LIMITED,
+        f"Rate limit exceeded ({limit.rps:g} requests/s, burst {limit.burst}); "
+        f"retry in {math.ceil(wait)} s.",
+        retry_after_s=wait,
+    )
+
+
+def concurrency_limited(limit: RateLimit) -> SwitchboardError:
+    return SwitchboardError(
+        Code.RESOURCE_EXHAUSTED, Reason.CONCURRENCY_LIMITED,
+        f"Too many concurrent streams for this key (at most {limit.max_streams}).",
+        retry_after_s=1.0,
+    )
+
+
 class RateLimiter(Protocol):
-    def check_request(self, key_id: str, limit: RateLimit) -> None:
+    async def check_request(self, key_id: str, limit: RateLimit) -> None:
         """Take one token or raise RESOURCE_EXHAUSTED with retry_after_s."""
         ...
 
-    def stream_slot(self, key_id: str, limit: RateLimit) -> Any:
-        """A context manager holding one concurrent-stream slot, or raising."""
+    def stream_slot(self, key_id: str, limit: RateLimit) -> AbstractAsyncContextManager[None]:
+        """An async context manager holding one concurrent-stream slot, or raising."""
         ...
 
 
@@ -106,7 +124,7 @@ class LocalRateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._streams: dict[str, int] = {}
 
-    def check_request(self, key_id: str, limit: RateLimit) -> None:
+    async def check_request(self, key_id: str, limit: RateLimit) -> None:
         if limit.rps <= 0:
             return
         now = self._clock.monotonic()
@@ -121,23 +139,13 @@ class LocalRateLimiter:
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return
-        wait = (1.0 - bucket.tokens) / limit.rps
-        raise SwitchboardError(
-            Code.RESOURCE_EXHAUSTED, Reason.RATE_LIMITED,
-            f"Rate limit exceeded ({limit.rps:g} requests/s, burst {limit.burst}); "
-            f"retry in {math.ceil(wait)} s.",
-            retry_after_s=wait,
-        )
+        raise rate_limited(limit, (1.0 - bucket.tokens) / limit.rps)
 
-    @contextmanager
-    def stream_slot(self, key_id: str, limit: RateLimit) -> Iterator[None]:
+    @asynccontextmanager
+    async def stream_slot(self, key_id: str, limit: RateLimit) -> AsyncIterator[None]:
         current = self._streams.get(key_id, 0)
         if limit.max_streams > 0 and current >= limit.max_streams:
-            raise SwitchboardError(
-                Code.RESOURCE_EXHAUSTED, Reason.CONCURRENCY_LIMITED,
-                f"Too many concurrent streams for this key (at most {limit.max_streams}).",
-                retry_after_s=1.0,
-            )
+            raise concurrency_limited(limit)
         self._streams[key_id] = current + 1
         try:
             yield

@@ -55,6 +55,8 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
                          tls_client_ca=ns.tls_client_ca)
     if getattr(ns, "trusted_proxy", None):
         config = replace(config, trusted_proxies=tuple(ns.trusted_proxy))
+    if getattr(ns, "redis", None):
+        config = replace(config, redis_url=ns.redis)
     engine = EngineConfig()
     if getattr(ns, "detach_grace", None) is not None:
         engine = replace(engine, detach_grace_s=ns.detach_grace)
@@ -72,6 +74,15 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _redis_url(text: str) -> str:
+    from core.redis_limits import check_url
+
+    if not text:
+        return text  # the string default runs through `type` too: "" is "no Redis"
+    try:
+        return check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 def _otlp_endpoint(text: str) -> str:
     from core.observability.tracing import traces_url
 
@@ -151,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, default=int(os.environ.get("PORT", 8080)),
                        help="port the shim listens on (default $PORT or 8080)")
     serve.add_argument("--core", default="", help="core address for --role shim")
+    serve.add_argument("--redis", type=_redis_url,
+                       default=os.environ.get("SWITCHBOARD_REDIS_URL", ""),
+                       metavar="redis://HOST:PORT/N",
+                       help="share rate limits and stream caps with other replicas through "
+                       "this Redis (default $SWITCHBOARD_REDIS_URL; none: in-process)")
     serve.add_argument("--detach-grace", type=float, default=None,
                        help="seconds a turn keeps running after its client leaves")
     serve.add_argument("--shutdown-grace", type=float, default=None,

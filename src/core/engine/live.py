@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from core.events import Event, EventBody, TextDelta
@@ -165,6 +165,14 @@ class LiveTurns:
 
     def __init__(self) -> None:
         self._by_conversation: dict[str, LiveTurn] = {}
+        # With --redis (core.redis_stops): stops the turn when another replica runs it.
+        self.elsewhere: Callable[[str], Awaitable[tuple[bool, str] | None]] | None = None
+
+    async def stop_elsewhere(self, conversation_id: str) -> tuple[bool, str]:
+        """Stop a turn this process does not run: (stopped, turn_id), or (False, "")."""
+        if self.elsewhere is None:
+            return False, ""
+        return await self.elsewhere(conversation_id) or (False, "")
 
     def get(self, conversation_id: str) -> LiveTurn | None:
         return self._by_conversation.get(conversation_id)

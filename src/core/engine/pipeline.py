@@ -57,14 +57,14 @@ class TurnPipeline:
         the call (`core.engine.admission` owns those rules)."""
         return await admission.admit_key(self.store, principal, origin, dialect)
 
-    def check_rate(self, principal: Principal, org: Organisation) -> None:
-        self.rate_limiter.check_request(principal.key_id,
+    async def check_rate(self, principal: Principal, org: Organisation) -> None:
+        await self.rate_limiter.check_request(principal.key_id,
                                         RateLimit.from_settings(org.settings.extra))
 
     async def check_limits(self, principal: Principal, org: Organisation,
                            request: TurnRequest) -> None:
         """Rate limit and budget: a refusal writes nothing and calls no model."""
-        self.check_rate(principal, org)
+        await self.check_rate(principal, org)
         await self.budgets.check(org, request)
 
     def refuse_if_running(self, conversation_id: str) -> None:

@@ -241,11 +241,11 @@ class TurnEngine:
     ) -> LiveTurn:
         """Rate limit and budget, then start: a refusal writes nothing and calls no model."""
         limit = RateLimit.from_settings(org.settings.extra)
-        self.rate_limiter.check_request(principal.key_id, limit)
+        await self.rate_limiter.check_request(principal.key_id, limit)
         caller = admission.caller_of(principal, org, request.user_id, request.user_token)
         visitor = ratelimit.visitor_key(principal, caller.user_id, caller.verified)
         if visitor:
-            self.rate_limiter.check_request(visitor, limit.per_visitor())
+            await self.rate_limiter.check_request(visitor, limit.per_visitor())
         request = replace(request, ledger_user=ratelimit.budget_user(
             principal, caller.user_id, caller.verified))
         await self.budgets.check(org, request, user=request.ledger_user)
@@ -593,7 +593,7 @@ class TurnEngine:
         """Hold one of the key's concurrent-stream slots for the life of a stream."""
         org = await self.store.get_org(principal.org_id)
         limit = RateLimit.from_settings(org.settings.extra if org else {})
-        with self.rate_limiter.stream_slot(principal.key_id, limit):
+        async with self.rate_limiter.stream_slot(principal.key_id, limit):
             yield
 
     async def stop(self, principal: Principal, conversation_id: str,
@@ -602,7 +602,7 @@ class TurnEngine:
             self.store, principal, conversation_id, access or Access())
         live = self.live.get(conversation.id)
         if live is None or live.done:
-            return False, ""
+            return await self.live.stop_elsewhere(conversation.id)
         stopped = live.cancel(CANCEL_STOP)
         await live.finished.wait()
         return stopped, live.turn_id

@@ -181,10 +181,10 @@ class FlowEngine:
         # The key's own bucket: sessions share it (their principal carries the key's id), so
         # minting sessions neither escapes the key's limits nor is itself unlimited.
         limit = RateLimit.from_settings(org.settings.extra)
-        self.turns.rate_limiter.check_request(principal.key_id, limit)
+        await self.turns.rate_limiter.check_request(principal.key_id, limit)
         visitor = visitor_key(principal, caller.user_id, caller.verified)
         if visitor:
-            self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
+            await self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
         conversation = (await self.turns.resolve_conversation(principal, conversation_id)
                         if conversation_id else None)
         if conversation is not None:
@@ -310,11 +310,11 @@ class FlowEngine:
         org = await self.store.get_org(principal.org_id)
         if org is not None:
             limit = RateLimit.from_settings(org.settings.extra)
-            self.turns.rate_limiter.check_request(principal.key_id, limit)
+            await self.turns.rate_limiter.check_request(principal.key_id, limit)
             visitor = visitor_key(principal, conversation.user_id,
                                   conversation.owner.startswith(admission.OWNER_USER_PREFIX))
             if visitor:
-                self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
+                await self.turns.rate_limiter.check_request(visitor, limit.per_visitor())
             await self.turns.budgets.check(org, TurnRequest(message=message.text))
             await self.turns.storage.reserve(org, TurnRequest(message=message.text))
         # A chat turn running here is refused early; across processes the store's claim

@@ -30,6 +30,8 @@ from core.observability.grpc_server import ObservabilityInterceptor
 from core.observability.metrics import track_live_turns
 from core.observability.store import instrument_store
 from core.pricing import Pricing
+from core.redis_limits import RedisRateLimiter, redacted
+from core.redis_stops import RemoteStops
 from core.retention import Retention
 from core.store.base import Store
 from core.store.factory import describe, open_store
@@ -75,6 +77,13 @@ class CoreServer:
         self.agents = AgentCatalog(self.store, config.knowledge_root)
         self.engine = TurnEngine(self.store, self.clock, self.ids, config.engine,
                                  pricer=self.pricing.price, agents=self.agents)
+        self.redis_limits: RedisRateLimiter | None = None
+        self.remote_stops: RemoteStops | None = None
+        if config.redis_url:
+            self.redis_limits = RedisRateLimiter(config.redis_url, self.clock)
+            # One limiter for the whole engine: the pipeline's and the turn engine's alias.
+            self.engine.pipeline.rate_limiter = self.redis_limits
+            self.engine.rate_limiter = self.redis_limits
         track_live_turns(self.engine.live)
         self.retention = Retention(self.store, self.clock, config.event_retention_days)
         self._health = health_aio.HealthServicer()
@@ -91,6 +100,12 @@ class CoreServer:
         await self.store.open()
         await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
+        if self.redis_limits is not None and await self.redis_limits.ping():
+            log.info("rate limits shared through Redis at %s", redacted(self.config.redis_url))
+        if self.config.redis_url:
+            self.remote_stops = RemoteStops(self.config.redis_url, self.engine.live)
+            await self.remote_stops.start()
+            self.engine.live.elsewhere = self.remote_stops.stop_elsewhere
         await self.retention.start()
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -172,6 +187,10 @@ class CoreServer:
         if self.server is not None:
             await self.server.stop(grace=1.0)
         await self.store.close()
+        if self.redis_limits is not None:
+            await self.redis_limits.close()
+        if self.remote_stops is not None:
+            await self.remote_stops.close()
         await http_pool.release()
         log.info("core stopped")
 
