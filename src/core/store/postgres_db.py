@@ -10,7 +10,6 @@ itself when PostgreSQL is back).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -43,12 +42,9 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _TRANSIENT_PREFIXES: Final = ("08", "53", "57P", "25006", "58")
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-
-
-def loads(text: str | None) -> Any:
-    return json.loads(text) if text else None
+def as_stored(moment: datetime) -> datetime:
+    """asyncpg returns TIMESTAMPTZ as an aware datetime: a stored time reads as it is."""
+    return moment
 
 
 def utc(moment: datetime | None) -> datetime | None:

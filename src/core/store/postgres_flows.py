@@ -8,7 +8,10 @@ from datetime import datetime
 import asyncpg
 
 from core.flows.store import ExecutionRecord, ModelPrice, WaitRecord
-from core.store.postgres_db import PgDatabase, dumps, loads
+from core.store import rows
+from core.store.postgres_db import PgDatabase
+from core.store.postgres_db import as_stored as _as_stored
+from core.store.rows import dumps, loads
 
 
 class PgFlowsMixin:
@@ -85,15 +88,7 @@ class PgFlowsMixin:
 
     @staticmethod
     def _execution_row(row: asyncpg.Record) -> ExecutionRecord:
-        return ExecutionRecord(
-            id=row["id"], org_id=row["org_id"], agent_id=row["agent_id"],
-            conversation_id=row["conversation_id"], intent=row["intent"],
-            status=row["status"], current_step=row["current_step"],
-            state=loads(row["state_json"]) or {}, steps_run=row["steps_run"],
-            created_at=row["created_at"], updated_at=row["updated_at"],
-            expected_input=loads(row["expected_input_json"]),
-            wait_expires_at=row["wait_expires_at"],
-        )
+        return rows.execution(row, _as_stored)
 
     async def get_execution(self, org_id: str, execution_id: str) -> ExecutionRecord | None:
         row = await self.db.fetchone(
@@ -139,11 +134,7 @@ class PgFlowsMixin:
 
     @staticmethod
     def _price_row(row: asyncpg.Record) -> ModelPrice:
-        return ModelPrice(
-            model=row["model"], input_micros_per_mtok=row["input_micros_per_mtok"],
-            output_micros_per_mtok=row["output_micros_per_mtok"],
-            updated_at=row["updated_at"],
-        )
+        return rows.model_price(row, _as_stored)
 
     async def get_model_price(self, org_id: str, model: str) -> ModelPrice | None:
         row = await self.db.fetchone(

@@ -21,7 +21,8 @@ from core.domain import (
     TurnRecord,
 )
 from core.errors import Reason, not_found
-from core.events import ActionData, Event, Usage, event_from_dict, event_to_dict
+from core.events import Event, event_from_dict, event_to_dict
+from core.store import rows
 from core.store.base import (
     EndUser,
     StoredAgent,
@@ -31,7 +32,8 @@ from core.store.base import (
     TurnConflict,
 )
 from core.store.failures import StoreHealth
-from core.store.sqlite_db import Database, dumps, loads, micros
+from core.store.rows import dumps, loads
+from core.store.sqlite_db import Database, micros
 from core.store.sqlite_db import dt as _dt
 from core.store.sqlite_db import ts as _ts
 from core.store.sqlite_flows import SqliteFlowsMixin
@@ -72,13 +74,7 @@ class SqliteStore(SqliteFlowsMixin):
 
     @staticmethod
     def _org(row: aiosqlite.Row) -> Organisation:
-        return Organisation(
-            id=row["id"],
-            slug=row["slug"],
-            name=row["name"],
-            settings=OrgSettings.from_json(loads(row["settings_json"]) or {}),
-            created_at=_dt(row["created_at"]),
-        )
+        return rows.organisation(row, _dt)
 
     async def create_org(self, org: Organisation) -> None:
         await self.db.execute(
@@ -107,16 +103,7 @@ class SqliteStore(SqliteFlowsMixin):
 
     @staticmethod
     def _key(row: aiosqlite.Row) -> ApiKey:
-        return ApiKey(
-            id=row["id"],
-            org_id=row["org_id"],
-            kind=row["kind"],
-            prefix=row["prefix"],
-            name=row["name"],
-            created_at=_dt(row["created_at"]),
-            revoked=row["revoked_at"] is not None,
-            expires_at=_dt(row["expires_at"]) if row["expires_at"] else None,
-        )
+        return rows.api_key(row, _dt)
 
     async def create_key(self, key: ApiKey, key_hash: str) -> None:
         await self.db.execute(
@@ -228,20 +215,7 @@ class SqliteStore(SqliteFlowsMixin):
 
     @staticmethod
     def _conversation(row: aiosqlite.Row) -> ConversationRecord:
-        return ConversationRecord(
-            id=row["id"],
-            org_id=row["org_id"],
-            agent_id=row["agent_id"],
-            user_id=row["user_id"],
-            status=row["status"],
-            last_seq=row["last_seq"],
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
-            context=loads(row["context_json"]) or {},
-            variables=loads(row["variables_json"]) or {},
-            message_count=row["message_count"],
-            owner=row["owner"],
-        )
+        return rows.conversation(row, _dt)
 
     async def get_conversation(
         self, org_id: str, conversation_id: str
@@ -487,19 +461,7 @@ class SqliteStore(SqliteFlowsMixin):
 
     @staticmethod
     def _turn(row: aiosqlite.Row) -> TurnRecord:
-        return TurnRecord(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            org_id=row["org_id"],
-            status=row["status"],
-            agent_id=row["agent_id"],
-            first_seq=row["first_seq"],
-            last_seq=row["last_seq"],
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
-            idempotency_key=row["idempotency_key"],
-            request_hash=row["request_hash"],
-        )
+        return rows.turn(row, _dt)
 
     async def get_turn(self, org_id: str, turn_id: str) -> TurnRecord | None:
         row = await self.db.fetchone(
@@ -529,23 +491,7 @@ class SqliteStore(SqliteFlowsMixin):
 
     @staticmethod
     def _message(row: aiosqlite.Row) -> MessageRecord:
-        usage = loads(row["usage_json"]) or {}
-        return MessageRecord(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            org_id=row["org_id"],
-            turn_id=row["turn_id"],
-            role=row["role"],
-            content=row["content"],
-            status=row["status"],
-            created_at=_dt(row["created_at"]),
-            agent_id=row["agent_id"],
-            actions=tuple(ActionData(**a) for a in loads(row["actions_json"]) or []),
-            confidence=row["confidence"],
-            usage=Usage(**usage) if usage else Usage(),
-            images=tuple(loads(row["images_json"]) or ()),
-            metadata=loads(row["metadata_json"]) or {},
-        )
+        return rows.message(row, _dt)
 
     async def list_messages(
         self, org_id: str, conversation_id: str, limit: int, after: int = 0

@@ -15,7 +15,6 @@ one by one, and none returns before the COMMIT.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -55,14 +54,6 @@ def dt_or_none(text: str | None) -> datetime | None:
 def micros(moment: datetime) -> int:
     """A moment as integer microseconds since the epoch (compared and grouped in SQL)."""
     return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-
-
-def loads(text: str | None) -> Any:
-    return json.loads(text) if text else None
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -8,7 +8,10 @@ from datetime import datetime
 import aiosqlite
 
 from core.flows.store import ExecutionRecord, ModelPrice, WaitRecord
-from core.store.sqlite_db import Database, dumps, loads
+from core.store import rows
+from core.store.rows import dumps, loads
+from core.store.sqlite_db import Database
+from core.store.sqlite_db import dt as _read_time
 from core.store.sqlite_db import dt_or_none as _dt
 from core.store.sqlite_db import ts as _ts
 
@@ -95,18 +98,7 @@ class SqliteFlowsMixin:
 
     @staticmethod
     def _execution_row(row: aiosqlite.Row) -> ExecutionRecord:
-        created = _dt(row["created_at"])
-        updated = _dt(row["updated_at"])
-        assert created is not None and updated is not None
-        return ExecutionRecord(
-            id=row["id"], org_id=row["org_id"], agent_id=row["agent_id"],
-            conversation_id=row["conversation_id"], intent=row["intent"],
-            status=row["status"], current_step=row["current_step"],
-            state=loads(row["state_json"]) or {}, steps_run=row["steps_run"],
-            created_at=created, updated_at=updated,
-            expected_input=loads(row["expected_input_json"]),
-            wait_expires_at=_dt(row["wait_expires_at"]),
-        )
+        return rows.execution(row, _read_time)
 
     async def get_execution(self, org_id: str, execution_id: str) -> ExecutionRecord | None:
         row = await self.db.fetchone(
@@ -155,11 +147,7 @@ class SqliteFlowsMixin:
 
     @staticmethod
     def _price_row(row: aiosqlite.Row) -> ModelPrice:
-        return ModelPrice(
-            model=row["model"], input_micros_per_mtok=row["input_micros_per_mtok"],
-            output_micros_per_mtok=row["output_micros_per_mtok"],
-            updated_at=_dt(row["updated_at"]),
-        )
+        return rows.model_price(row, _read_time)
 
     async def get_model_price(self, org_id: str, model: str) -> ModelPrice | None:
         row = await self.db.fetchone(

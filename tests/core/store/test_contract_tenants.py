@@ -11,7 +11,7 @@ from store_contract import T0, begin_new, conversation, later, make_org, turn
 from core.domain import ApiKey, OrgSettings, TurnRecord
 from core.flows.store import ExecutionRecord, ModelPrice, WaitRecord, flow_store
 from core.store.base import EndUser, Store, StoredAgent, TurnBegin, TurnCommit
-from core.store.sqlite_db import dumps
+from core.store.rows import dumps
 
 
 async def test_organisations_by_id_and_slug_and_their_settings(store: Store) -> None:
