@@ -408,8 +408,12 @@ class TurnEngine:
             mode=str(base_json.get("mode", "chat")),
             traits=dict(base_json.get("traits", {})),
         )
-        # A resume carries no identity: its usage is billed to the conversation's user.
-        billed = replace(request, user_id=conversation.user_id or request.user_id)
+        # A resume carries no identity: its usage is billed to the conversation's user,
+        # and charged to that user's budget when the user was trusted when the turn began
+        # (a secret-key caller or a verified token), as the first segment was.
+        billed = replace(request, user_id=conversation.user_id or request.user_id,
+                         ledger_user=admission.trusted_user(conversation)
+                         or request.ledger_user)
         self._spawn(live, self._run(live, agent, billed, state, base, None))
         return live
 
