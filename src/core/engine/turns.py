@@ -77,7 +77,10 @@ from core.providers.registry import build_provider
 from core.quota import StorageQuota
 from core.ratelimit import RateLimit
 from core.store.base import Store, TurnBegin, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
+
+STORE_UNAVAILABLE = Reason.STORE_UNAVAILABLE.value
 
 log = logging.getLogger("switchboard.turns")
 
@@ -609,6 +612,12 @@ class TurnEngine:
             return await self.live.stop_elsewhere(conversation.id)
         stopped = live.cancel(CANCEL_STOP)
         await live.finished.wait()
+        last = live.events[-1].body if live.events else None
+        unstored = isinstance(last, StreamError) and last.reason == STORE_UNAVAILABLE
+        if stopped and unstored:
+            # The turn has ended, but "stopped" promises its partial text is stored: it is
+            # not (it is stored as failed once the store allows), so the caller hears 503.
+            raise StoreUnavailable(f"turn {live.turn_id}: the stopped turn was not stored")
         return stopped, live.turn_id
 
     async def follow_conversation(
