@@ -122,6 +122,8 @@ async def supervise(argv: Sequence[str], workers: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, forward, sig)
     for index in range(workers):
+        if stopping:  # a signal while starting: start no more
+            break
         env = {**os.environ, WORKER_ENV: str(index), PARENT_ENV: str(os.getpid())}
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, "-m", "launcher.cli", *argv, env=env))
