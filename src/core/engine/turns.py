@@ -160,7 +160,8 @@ class TurnEngine:
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
         # The write path chat turns share with flow messages; its live registry and rate
         # limiter are this engine's too.
-        self.pipeline = TurnPipeline(store, clock, self.budgets, self.config.detach_grace_s)
+        self.pipeline = TurnPipeline(store, clock, self.budgets, self.config.detach_grace_s,
+                                     ids)
         self.live = self.pipeline.live
         self.failed_commits = self.pipeline.failed_commits
         self.rate_limiter = self.pipeline.rate_limiter
