@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from webhook_receiver import Receiver
 
 from core.clock import FixedClock
 from core.outbox.deliveries import (
@@ -26,7 +27,6 @@ from core.outbox.events import (
     TURN_COMPLETED,
 )
 from harness import Harness
-from webhook_receiver import Receiver
 
 SECRET = "whsec_" + "k" * 40
 FIRST_TURN = [CONVERSATION_CREATED, MESSAGE_CREATED, MESSAGE_CREATED, TURN_COMPLETED]
