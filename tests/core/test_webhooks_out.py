@@ -20,6 +20,7 @@ from core.outbox.deliveries import (
     RETRY_FIRST_DELAY_S,
     RETRY_WINDOW_S,
 )
+from core.outbox.dispatcher import MAX_CONCURRENT_DELIVERIES
 from core.outbox.endpoints import WebhookEndpoint
 from core.outbox.events import (
     CONVERSATION_CREATED,
@@ -239,3 +240,42 @@ async def test_a_receiver_that_keeps_failing_is_given_up_after_a_day(setup: Setu
     assert setup.receiver.types() == [TURN_COMPLETED]
     assert setup.receiver.events[done.event_id]["data"]["turn"]["conversation_id"] == (
         conversation)
+
+
+async def test_at_most_max_concurrent_deliveries_are_in_flight(setup: Setup) -> None:
+    dispatcher = setup.sb.core.webhooks
+    dispatcher.timeout_s = 600.0
+    await setup.endpoint((CONVERSATION_CREATED,))
+    setup.receiver.hang = asyncio.Event()
+    for n in range(MAX_CONCURRENT_DELIVERIES + 1):  # one conversation (one queue) each
+        await setup.chat(f"hello {n}")
+    for _ in range(600):  # bounded: until the dispatcher has filled every slot
+        if setup.receiver.hanging == MAX_CONCURRENT_DELIVERIES:
+            break
+        await asyncio.sleep(0.01)
+    # Another pass over the store claims nothing while every slot is taken.
+    await asyncio.wait_for(dispatcher.next_pass(), 30)
+    assert setup.receiver.hanging == MAX_CONCURRENT_DELIVERIES
+    assert len(set(setup.receiver.wire)) == MAX_CONCURRENT_DELIVERIES
+    setup.receiver.hang.set()
+    await setup.settle()
+    assert len(setup.receiver.events) == MAX_CONCURRENT_DELIVERIES + 1
+
+
+async def test_a_receiver_answering_after_the_timeout_gets_the_event_again(
+        setup: Setup) -> None:
+    setup.sb.core.webhooks.timeout_s = 0.2
+    await setup.endpoint((TURN_COMPLETED,))
+    setup.receiver.hang = asyncio.Event()  # holds the request past the dispatcher's timeout
+    await setup.chat("hello")
+    await setup.settle()
+    [d] = await setup.sb.core.store.list_deliveries(setup.sb.org_id, 10)
+    assert (d.status, d.attempts, d.last_error) == (PENDING, 1, "no answer within 0.2s")
+    setup.receiver.hang.set()  # the late answer: the receiver handled it...
+    await asyncio.sleep(0)
+    setup.clock.advance(RETRY_FIRST_DELAY_S)
+    await setup.settle()  # ...and gets it again, with the same id
+    [d] = await setup.sb.core.store.list_deliveries(setup.sb.org_id, 10)
+    assert (d.status, d.attempts) == (DELIVERED, 2)
+    assert setup.receiver.wire == [d.event_id, d.event_id]
+    assert list(setup.receiver.events) == [d.event_id]

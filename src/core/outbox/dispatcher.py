@@ -84,8 +84,10 @@ class Dispatcher:
         # Passes over the store: requested (by wake) and finished idle (settle waits on it).
         self._requested = 0
         self._idle_at = -1
+        self._passed_at = -1
         self._progress = asyncio.Event()
-        self.attempts = 0
+        self.attempts = 0  # attempts made (tests and logs)
+        self.passes = 0  # passes over the store
 
     def wake(self) -> None:
         """Look for due deliveries now (after a write that may have queued some)."""
@@ -116,6 +118,14 @@ class Dispatcher:
             self._progress.clear()
             await self._progress.wait()
 
+    async def next_pass(self) -> None:
+        """Return once a pass over the store that started after this call has ended."""
+        self.wake()
+        target = self._requested
+        while self._passed_at < target:
+            self._progress.clear()
+            await self._progress.wait()
+
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
@@ -131,6 +141,8 @@ class Dispatcher:
                     log.warning("webhook deliveries could not be claimed: %s", exc)
             if not claimed and not self._inflight:
                 self._idle_at = started
+            self._passed_at = started
+            self.passes += 1
             self._progress.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
