@@ -662,7 +662,7 @@ class TurnEngine:
     async def recover(self) -> None:
         """At start-up: turns a crashed process left running are stored as failed, ending
         with a `turn_incomplete` error event (see core.engine.recovery)."""
-        count = await recover_running(self.store, self.clock.now())
+        count = await recover_running(self.store, self.clock.now(), self.ids)
         if count:
             log.warning("stored %d turns left running by a previous process as failed", count)
 
