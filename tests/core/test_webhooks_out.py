@@ -15,6 +15,7 @@ from webhook_receiver import Receiver
 from core.clock import FixedClock
 from core.outbox.deliveries import (
     DELIVERED,
+    DELIVERY_LOG_RETENTION_DAYS,
     FAILED,
     PENDING,
     RETRY_FIRST_DELAY_S,
@@ -279,3 +280,17 @@ async def test_a_receiver_answering_after_the_timeout_gets_the_event_again(
     assert (d.status, d.attempts) == (DELIVERED, 2)
     assert setup.receiver.wire == [d.event_id, d.event_id]
     assert list(setup.receiver.events) == [d.event_id]
+
+
+async def test_the_delivery_log_keeps_thirty_days(setup: Setup) -> None:
+    await setup.endpoint((TURN_COMPLETED,))
+    await setup.chat("hello")
+    await setup.settle()
+    store = setup.sb.core.store
+    assert len(await store.list_deliveries(setup.sb.org_id, 10)) == 1
+    setup.clock.advance(DELIVERY_LOG_RETENTION_DAYS * 86400 - 3600)
+    await asyncio.wait_for(setup.sb.core.webhooks.next_pass(), 30)
+    assert len(await store.list_deliveries(setup.sb.org_id, 10)) == 1
+    setup.clock.advance(3601)
+    await asyncio.wait_for(setup.sb.core.webhooks.next_pass(), 30)
+    assert await store.list_deliveries(setup.sb.org_id, 10) == []

@@ -30,6 +30,8 @@ STATUSES: Final = (PENDING, DELIVERED, FAILED, CANCELLED)
 MAX_LISTED_DELIVERIES: Final = 1000
 # How much of a receiver's error text the delivery log keeps.
 MAX_ERROR_CHARS: Final = 300
+# Finished deliveries (and events none of which is pending) are kept this long.
+DELIVERY_LOG_RETENTION_DAYS: Final = 30
 
 
 def retry_delay(attempts: int, rng: Callable[[], float]) -> float:

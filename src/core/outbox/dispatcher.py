@@ -29,7 +29,13 @@ import aiohttp
 
 from core import http_pool
 from core.clock import Clock
-from core.outbox.deliveries import DELIVERED, MAX_ERROR_CHARS, Delivery, next_outcome
+from core.outbox.deliveries import (
+    DELIVERED,
+    DELIVERY_LOG_RETENTION_DAYS,
+    MAX_ERROR_CHARS,
+    Delivery,
+    next_outcome,
+)
 from core.outbox.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign
 from core.store.base import Store
 
@@ -43,6 +49,8 @@ CLAIM_LEASE_S: Final = 60.0
 # events written by another core, and retries coming due, are found by polling).
 POLL_INTERVAL_S: Final = 1.0
 USER_AGENT: Final = "Switchboard-Webhooks/1"
+# How often the delivery log is pruned (DELIVERY_LOG_RETENTION_DAYS).
+PRUNE_INTERVAL_S: Final = 3600.0
 
 
 async def post_signed(session: aiohttp.ClientSession, url: str, secret: str,
@@ -87,6 +95,7 @@ class Dispatcher:
         self._passed_at = -1
         self._progress = asyncio.Event()
         self.attempts = 0  # attempts made (tests and logs)
+        self._next_prune = clock.monotonic()
         self.passes = 0  # passes over the store
 
     def wake(self) -> None:
@@ -131,6 +140,7 @@ class Dispatcher:
             self._wake.clear()
             started = self._requested
             claimed = 0
+            await self._prune_if_due()
             free = self.max_concurrent - len(self._inflight)
             if free > 0:
                 try:
@@ -146,6 +156,20 @@ class Dispatcher:
             self._progress.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _prune_if_due(self) -> None:
+        if self.clock.monotonic() < self._next_prune:
+            return
+        self._next_prune = self.clock.monotonic() + PRUNE_INTERVAL_S
+        try:
+            removed = await self.store.prune_deliveries(
+                self.clock.now() - timedelta(days=DELIVERY_LOG_RETENTION_DAYS))
+        except Exception as exc:
+            log.warning("the webhook delivery log could not be pruned: %s", exc)
+            return
+        if removed:
+            log.info("pruned %d webhook deliveries older than %d days", removed,
+                     DELIVERY_LOG_RETENTION_DAYS)
 
     async def _claim(self, free: int) -> int:
         now = self.clock.now()

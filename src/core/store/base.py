@@ -314,3 +314,9 @@ class Store(Protocol):
                               endpoint_id: str = "") -> list[DeliveryRecord]:
         """The delivery log, newest first."""
         ...
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        """Drop finished deliveries of events from before `before` (pending ones stay),
+        and events left without deliveries; returns the deliveries removed."""
+        ...
+

@@ -178,3 +178,14 @@ class PgOutboxMixin:
             next_attempt_at=r["next_attempt_at"] if r["status"] == PENDING else None,
             delivered_at=r["delivered_at"], created_at=r["created_at"],
         ) for r in found]
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        async with self.db.transaction() as conn:
+            removed = rowcount(await conn.execute(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1",
+                before))
+            await conn.execute(
+                "DELETE FROM webhook_events e WHERE NOT EXISTS (SELECT 1 FROM "
+                "webhook_deliveries d WHERE d.event_id = e.id)")
+            return removed
+

@@ -191,3 +191,20 @@ class SqliteOutboxMixin:
             delivered_at=_dt(r["delivered_at"]) if r["delivered_at"] else None,
             created_at=_dt(r["created_at"]),
         ) for r in found]
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        """Drop finished deliveries of events older than `before`, and events left with
+        no delivery; returns the deliveries removed."""
+        # deadline_us is the event's time plus the retry window: an integer to compare.
+        cutoff = micros(before + timedelta(seconds=RETRY_WINDOW_S))
+
+        def prune(conn: sqlite3.Connection) -> int:
+            removed = conn.execute(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND deadline_us < ?",
+                (cutoff,)).rowcount
+            conn.execute(
+                "DELETE FROM webhook_events WHERE NOT EXISTS (SELECT 1 FROM "
+                "webhook_deliveries d WHERE d.event_id = webhook_events.id)")
+            return int(removed)
+        return await self.db.write(prune)
+

@@ -240,3 +240,25 @@ async def test_two_dispatchers_never_claim_the_same_delivery(database_url: str) 
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_finished_deliveries_are_pruned_pending_ones_stay(store: Store) -> None:
+    await make_org(store, "o1")
+    await store.create_webhook(endpoint("o1", "we_1"))
+    await store.create_webhook(endpoint("o1", "we_2"))
+    old, new = handoffs("o1", "c1")[0], replace(handoffs("o1", "c2")[0], created_at=later(100))
+    await store.append_outbox([old, new])
+    for d in await store.claim_deliveries(later(200), 10, later(300), "a"):
+        if not (d.event_id == old.id and d.endpoint_id == "we_2"):
+            assert await store.finish_delivery(AttemptResult(d.id, "a", DELIVERED, later(200)))
+    assert await store.prune_deliveries(later(50)) == 1  # old's delivered one (we_1)
+    left = await store.list_deliveries("o1", 10)
+    assert sorted((d.event_id == old.id, d.endpoint_id) for d in left) == [
+        (False, "we_1"), (False, "we_2"), (True, "we_2")]
+    assert await store.prune_deliveries(later(101)) == 2  # new's; old's pending one stays
+    [kept] = await store.list_deliveries("o1", 10)
+    assert (kept.event_id, kept.status) == (old.id, PENDING)
+    # The event row of the kept delivery is still there (its body is what gets sent).
+    assert await store.finish_delivery(AttemptResult(kept.id, "a", FAILED, later(300)))
+    assert await store.prune_deliveries(later(400)) == 1
+    assert await store.list_deliveries("o1", 10) == []

@@ -44,3 +44,5 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint_id, conversation_id, id)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_org ON webhook_deliveries (org_id, id);
+-- Pruning the log (Store.prune_deliveries) finds an event's remaining deliveries.
+CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
