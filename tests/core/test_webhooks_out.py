@@ -13,6 +13,7 @@ import pytest
 from webhook_receiver import Receiver
 
 from core.clock import FixedClock
+from core.observability.metrics import REGISTRY
 from core.outbox.deliveries import (
     DELIVERED,
     DELIVERY_LOG_RETENTION_DAYS,
@@ -33,6 +34,11 @@ from harness import Harness
 SECRET = "whsec_" + "k" * 40
 FIRST_TURN = [CONVERSATION_CREATED, MESSAGE_CREATED, MESSAGE_CREATED, TURN_COMPLETED]
 NEXT_TURN = [MESSAGE_CREATED, MESSAGE_CREATED, TURN_COMPLETED]
+
+
+def _attempts(outcome: str) -> float:
+    return REGISTRY.get_sample_value("switchboard_event_webhook_attempts_total",
+                                     {"outcome": outcome}) or 0.0
 
 
 @dataclass
@@ -216,6 +222,7 @@ async def test_a_slow_receiver_never_slows_a_turn(setup: Setup) -> None:
 
 
 async def test_a_receiver_that_keeps_failing_is_given_up_after_a_day(setup: Setup) -> None:
+    given_up_before = _attempts("failed")
     await setup.endpoint((CONVERSATION_CREATED, TURN_COMPLETED))
     setup.receiver.answer = 503
     conversation = await setup.chat("one")
@@ -236,6 +243,7 @@ async def test_a_receiver_that_keeps_failing_is_given_up_after_a_day(setup: Setu
     assert (setup.clock.now() - start).total_seconds() == RETRY_WINDOW_S
     # 10 s doubling to an hour, then hourly, then one last attempt at the window's end.
     assert first.attempts == 33
+    assert _attempts("failed") == given_up_before + 1  # the metric operators alert on
     # Given up, the conversation's next event goes out (once: its own window is over too).
     await setup.settle()
     assert setup.receiver.types() == [TURN_COMPLETED]

@@ -29,6 +29,7 @@ import aiohttp
 
 from core import http_pool
 from core.clock import Clock
+from core.observability.metrics import count_event_webhook
 from core.outbox.deliveries import (
     DELIVERED,
     DELIVERY_LOG_RETENTION_DAYS,
@@ -193,6 +194,8 @@ class Dispatcher:
                                               d.event_type, body, timestamp, self.timeout_s)
         self.attempts += 1
         result = next_outcome(d, self.clock.now(), ok, status, error, self.rng)
+        count_event_webhook("delivered" if result.status == DELIVERED
+                            else "retry" if result.next_attempt_at is not None else "failed")
         if result.status == DELIVERED:
             log.info("webhook %s %s delivered to %s (%d)", d.event_type, d.event_id,
                      d.endpoint_id, status)
