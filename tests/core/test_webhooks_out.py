@@ -13,6 +13,7 @@ import pytest
 from webhook_receiver import Receiver
 
 from core.clock import FixedClock
+from core.domain import ConversationRecord, TurnRecord
 from core.observability.metrics import REGISTRY
 from core.outbox.deliveries import (
     DELIVERED,
@@ -29,6 +30,7 @@ from core.outbox.events import (
     MESSAGE_CREATED,
     TURN_COMPLETED,
 )
+from core.store.base import TurnBegin
 from harness import Harness
 
 SECRET = "whsec_" + "k" * 40
@@ -302,3 +304,32 @@ async def test_the_delivery_log_keeps_thirty_days(setup: Setup) -> None:
     setup.clock.advance(3601)
     await asyncio.wait_for(setup.sb.core.webhooks.next_pass(), 30)
     assert await store.list_deliveries(setup.sb.org_id, 10) == []
+
+
+async def test_a_turn_a_crash_left_running_is_reported_failed(tmp_path: Path) -> None:
+    clock = FixedClock()
+    receiver = Receiver(SECRET, lambda: int(clock.now().timestamp()))
+    await receiver.start()
+    database = str(tmp_path / "switchboard.db")
+    first = await Harness.start(tmp_path, clock=clock, database=database)
+    try:
+        await first.core.store.create_webhook(WebhookEndpoint(
+            "we_1", first.org_id, receiver.url, SECRET, (TURN_COMPLETED,), clock.now()))
+        # A turn a process began and never finished (it died before the commit).
+        running = TurnRecord("t-crashed", "c-crashed", first.org_id, "running", "agent", 0,
+                             0, clock.now(), clock.now())
+        await first.core.store.begin_turn(TurnBegin(turn=running, new_conversation=(
+            ConversationRecord("c-crashed", first.org_id, "agent", "u", "open", 0,
+                               clock.now(), clock.now()))))
+    finally:
+        await first.stop()
+    again = await Harness.start(tmp_path, clock=clock, database=database)  # recovers it
+    try:
+        await asyncio.wait_for(again.core.webhooks.settle(), 30)
+        [done] = receiver.events.values()
+        turn = done["data"]["turn"]
+        assert (turn["id"], turn["status"], turn["error"]["reason"]) == (
+            "t-crashed", "failed", "turn_incomplete")
+    finally:
+        await again.stop()
+        await receiver.stop()
