@@ -155,8 +155,10 @@ class Dispatcher:
             self._passed_at = started
             self.passes += 1
             self._progress.set()
+            # One timer per pass (asyncio.timeout), not a wait_for task and waiter each time.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
 
     async def _prune_if_due(self) -> None:
         if self.clock.monotonic() < self._next_prune:
