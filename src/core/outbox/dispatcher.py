@@ -97,6 +97,7 @@ class Dispatcher:
         self._progress = asyncio.Event()
         self.attempts = 0  # attempts made (tests and logs)
         self._next_prune = clock.monotonic()
+        self._claim_failing = False
         self.passes = 0  # passes over the store
 
     def wake(self) -> None:
@@ -149,7 +150,14 @@ class Dispatcher:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("webhook deliveries could not be claimed: %s", exc)
+                    # Once per outage, not once a poll: readiness reports the store too.
+                    if not self._claim_failing:
+                        log.warning("webhook deliveries could not be claimed: %s", exc)
+                    self._claim_failing = True
+                else:
+                    if self._claim_failing:
+                        log.info("webhook deliveries are claimed again")
+                    self._claim_failing = False
             if not claimed and not self._inflight:
                 self._idle_at = started
             self._passed_at = started
