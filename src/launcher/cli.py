@@ -252,9 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     orgs.add_parser(sub)
     organisations.add_parser(sub)
 
-    from launcher import prices
+    from launcher import prices, webhooks
 
     prices.add_parser(sub)
+    webhooks.add_parser(sub)
 
     chat = sub.add_parser("chat", help="chat with an agent from the terminal (gRPC)")
     chat.add_argument("message", nargs="*", help="one message; omit for an interactive session")
@@ -319,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from launcher import prices
 
             return asyncio.run(prices.run(ns, _config(ns)))
+        if ns.command == "webhooks":
+            from launcher import webhooks
+
+            return asyncio.run(webhooks.run(ns, _config(ns)))
         if ns.command == "chat":
             from launcher.chat import run_chat
 

@@ -45,6 +45,7 @@ ELIDED = {
     "chat_…": re.compile(r"chat_[0-9a-f-]{36}"),
     "int_…": re.compile(r"int_[0-9a-f]{32}"),
     "sk_live_…": re.compile(r"sk_live_[A-Za-z0-9_-]{16,}"),
+    "we_…": re.compile(r"we_[0-9a-f]{24}"),
 }
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from core.budgets import Budgets
-from core.clock import Clock
+from core.clock import Clock, IdSource, RandomIds
 from core.domain import (
     InterruptRecord,
     MessageRecord,
@@ -30,7 +31,8 @@ from core.engine import admission
 from core.engine.live import LiveTurn, LiveTurns
 from core.engine.recovery import FailedCommits, failed_commit
 from core.errors import Code, Reason, SwitchboardError
-from core.events import EventBody, StreamError
+from core.events import Event, EventBody, StreamError
+from core.outbox import events as outbox
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
 from core.store.failures import StoreUnavailable
@@ -40,9 +42,13 @@ log = logging.getLogger("switchboard.turns")
 
 class TurnPipeline:
     def __init__(self, store: Store, clock: Clock, budgets: Budgets,
-                 detach_grace_s: float) -> None:
+                 detach_grace_s: float, ids: IdSource | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.ids: IdSource = ids or RandomIds()
+        # Called after a write that may have queued webhook deliveries (the dispatcher's
+        # wake-up; it also polls, so a missed call only delays).
+        self.outbox_written: Callable[[], None] = lambda: None
         self.budgets = budgets
         self.detach_grace_s = detach_grace_s
         self.live = LiveTurns()
@@ -82,8 +88,28 @@ class TurnPipeline:
     async def begin(self, begin: TurnBegin, idempotency_key: str = "") -> LiveTurn:
         """Claim the conversation and write the turn; the turn goes live, numbered from
         the sequence number the store allocated."""
-        turn = await self.store.begin_turn(begin)
+        turn = await self.store.begin_turn(replace(begin, outbox=self._begin_outbox(begin)))
+        self.outbox_written()
         return self.register(turn, idempotency_key)
+
+    def _begin_outbox(self, begin: TurnBegin) -> tuple[outbox.OutboxEvent, ...]:
+        """The webhook events of a turn's start, written with it."""
+        found: list[outbox.OutboxEvent] = []
+        if begin.new_conversation is not None:
+            found.append(outbox.conversation_created(self.ids, begin.new_conversation))
+        for message in (*begin.prior_messages,
+                        *((begin.user_message,) if begin.user_message else ())):
+            found.append(outbox.message_created(self.ids, message))
+        return tuple(found)
+
+    def _commit_outbox(self, commit: TurnCommit, terminal: Event,
+                       org_id: str) -> tuple[outbox.OutboxEvent, ...]:
+        """The webhook events of a turn's end (its messages, then turn.completed)."""
+        found = [outbox.message_created(self.ids, m) for m in commit.messages]
+        found.append(outbox.turn_completed(
+            self.ids, org_id, commit.conversation_id, commit.turn_id, commit.status,
+            terminal.body, commit.updated_at))
+        return tuple(found)
 
     def register(self, turn: TurnRecord, idempotency_key: str = "") -> LiveTurn:
         """A claimed turn joins the live registry (a resumed one: `Store.resume_turn`)."""
@@ -119,9 +145,11 @@ class TurnPipeline:
             last_seq=event.seq, updated_at=self.clock.now(), events=(*live.events, event),
             messages=tuple(messages), interrupt=interrupt, usage=usage,
         )
+        commit = replace(commit, outbox=self._commit_outbox(commit, event, live.org_id))
         stored = True
         try:
             await asyncio.shield(self.store.commit_turn(commit))
+            self.outbox_written()
         except asyncio.CancelledError:
             # The commit goes on inside the shield; nothing more to publish from here.
             log.warning("turn %s: cancelled while storing", live.turn_id)
@@ -137,6 +165,8 @@ class TurnPipeline:
                                       "The reply could not be stored.")
             event = live.make_event(failure)
             fallback = failed_commit(commit, event)
+            fallback = replace(fallback, outbox=self._commit_outbox(fallback, event,
+                                                                    live.org_id))
             if isinstance(exc, StoreUnavailable):
                 # Not left `running`: stored as failed (with this error) once the store
                 # allows; the client hears now.

@@ -19,8 +19,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
+from core.clock import IdSource
 from core.errors import Code, Reason
 from core.events import Event, StreamError, TurnStatus
+from core.outbox.events import turn_completed
 from core.store.base import Store, TurnCommit
 from core.store.failures import StoreUnavailable
 
@@ -116,9 +118,10 @@ async def incomplete_after(store: Store, org_id: str, conversation_id: str,
     return None
 
 
-async def recover_running(store: Store, now: datetime) -> int:
+async def recover_running(store: Store, now: datetime, ids: IdSource | None = None) -> int:
     """At start-up: store every turn a previous process left running as failed, ending
-    with an `turn_incomplete` error event after the last event the store holds."""
+    with an `turn_incomplete` error event after the last event the store holds (and, with
+    `ids`, its `turn.completed` webhook event)."""
     count = 0
     for turn in await store.running_turns():
         conversation = await store.get_conversation(turn.org_id, turn.conversation_id)
@@ -128,6 +131,8 @@ async def recover_running(store: Store, now: datetime) -> int:
         await store.commit_turn(TurnCommit(
             turn_id=turn.id, conversation_id=turn.conversation_id, status=TurnStatus.FAILED,
             last_seq=event.seq, updated_at=now, events=(event,),
+            outbox=(turn_completed(ids, turn.org_id, turn.conversation_id, turn.id,
+                                   TurnStatus.FAILED, INCOMPLETE, now),) if ids else (),
         ))
         count += 1
     return count

@@ -163,7 +163,8 @@ class TurnEngine:
         self.budgets = Budgets(store, clock, lambda org_id, usage: self.price(org_id, usage))
         # The write path chat turns share with flow messages; its live registry and rate
         # limiter are this engine's too.
-        self.pipeline = TurnPipeline(store, clock, self.budgets, self.config.detach_grace_s)
+        self.pipeline = TurnPipeline(store, clock, self.budgets, self.config.detach_grace_s,
+                                     ids)
         self.live = self.pipeline.live
         self.failed_commits = self.pipeline.failed_commits
         self.rate_limiter = self.pipeline.rate_limiter
@@ -674,7 +675,7 @@ class TurnEngine:
     async def recover(self) -> None:
         """At start-up: turns a crashed process left running are stored as failed, ending
         with a `turn_incomplete` error event (see core.engine.recovery)."""
-        count = await recover_running(self.store, self.clock.now())
+        count = await recover_running(self.store, self.clock.now(), self.ids)
         if count:
             log.warning("stored %d turns left running by a previous process as failed", count)
 

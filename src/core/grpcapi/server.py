@@ -29,6 +29,7 @@ from core.keys import Authenticator
 from core.observability.grpc_server import ObservabilityInterceptor
 from core.observability.metrics import track_live_turns
 from core.observability.store import instrument_store
+from core.outbox.dispatcher import Dispatcher
 from core.pricing import Pricing
 from core.redis_limits import RedisRateLimiter, redacted
 from core.redis_stops import RemoteStops
@@ -86,6 +87,9 @@ class CoreServer:
             self.engine.rate_limiter = self.redis_limits
         track_live_turns(self.engine.live)
         self.retention = Retention(self.store, self.clock, config.event_retention_days)
+        # Webhooks out: sent apart from turns; a turn's commit only wakes it.
+        self.webhooks = Dispatcher(self.store, self.clock)
+        self.engine.pipeline.outbox_written = self.webhooks.wake
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self._handlers: HandlerRegistry | None = None
@@ -107,6 +111,7 @@ class CoreServer:
             await self.remote_stops.start()
             self.engine.live.elsewhere = self.remote_stops.stop_elsewhere
         await self.retention.start()
+        await self.webhooks.start()
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.max_send_message_length", self.config.max_message_bytes),
@@ -182,6 +187,7 @@ class CoreServer:
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
         await self.retention.stop()
         await self.engine.shutdown()
+        await self.webhooks.stop()
         if self._handlers is not None:
             self._handlers.close()
         if self.server is not None:

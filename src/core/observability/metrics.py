@@ -76,6 +76,11 @@ MODEL_COST = Counter(
 WEBHOOK_DELIVERIES = Counter(
     "switchboard_webhook_deliveries", "Webhook tool calls by outcome.", ("outcome",),
 )
+EVENT_WEBHOOK_ATTEMPTS = Counter(
+    "switchboard_event_webhook_attempts",
+    "Attempts to deliver an event to an organisation's webhook endpoint, by outcome.",
+    ("outcome",),
+)
 
 REFUSAL_REASONS = frozenset({"rate_limited", "concurrency_limited", "budget_exceeded"})
 WEBHOOK_OUTCOMES = frozenset({
@@ -121,6 +126,15 @@ def count_refusal(reason: str) -> None:
 
 def count_webhook(outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(outcome if outcome in WEBHOOK_OUTCOMES else OTHER).inc()
+
+
+# delivered; retry (failed, tried again later); failed (given up after the retry window).
+EVENT_WEBHOOK_OUTCOMES = frozenset({"delivered", "retry", "failed"})
+
+
+def count_event_webhook(outcome: str) -> None:
+    EVENT_WEBHOOK_ATTEMPTS.labels(outcome if outcome in EVENT_WEBHOOK_OUTCOMES
+                                  else OTHER).inc()
 
 
 __all__ = ["REGISTRY"]

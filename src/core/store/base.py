@@ -21,6 +21,7 @@ Rules every backend keeps (so any number of core processes can share one databas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,6 +37,9 @@ from core.domain import (
 )
 from core.errors import Code, Reason, SwitchboardError
 from core.events import Event
+from core.outbox.deliveries import AttemptResult, Delivery, DeliveryRecord
+from core.outbox.endpoints import WebhookEndpoint
+from core.outbox.events import OutboxEvent
 from core.store.failures import StoreHealth
 
 
@@ -96,6 +100,9 @@ class TurnBegin:
     end_user: EndUser | None = None
     conversation_context: dict[str, Any] | None = None
     conversation_variables: dict[str, Any] | None = None
+    # Webhook events of the start (conversation.created, message.created), written in
+    # the same transaction (core.outbox).
+    outbox: tuple[OutboxEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,8 @@ class TurnCommit:
     interrupt: InterruptRecord | None = None
     resumed_interrupt_id: str = ""
     usage: UsageEntry | None = None
+    # Webhook events of the end (message.created, turn.completed), in the same transaction.
+    outbox: tuple[OutboxEvent, ...] = ()
 
 
 class Store(Protocol):
@@ -268,3 +277,46 @@ class Store(Protocol):
     ) -> None: ...
 
     async def list_tickets(self, org_id: str, conversation_id: str) -> list[dict[str, Any]]: ...
+
+    # Webhooks out (core.outbox). Every transition that changes a conversation writes its
+    # events in its own transaction: begin_turn / commit_turn take them in TurnBegin /
+    # TurnCommit.outbox; a backend's other transitions call its `append_outbox(conn, ...)`
+    # helper on their own connection. An event is stored once, with one delivery per
+    # endpoint subscribed to its type then (none: the event is not stored at all).
+    async def create_webhook(self, endpoint: WebhookEndpoint) -> None:
+        """EndpointError beyond MAX_ENDPOINTS_PER_ORG endpoints."""
+        ...
+
+    async def list_webhooks(self, org_id: str) -> list[WebhookEndpoint]: ...
+
+    async def get_webhook(self, org_id: str, endpoint_id: str) -> WebhookEndpoint | None: ...
+
+    async def remove_webhook(self, org_id: str, endpoint_id: str, at: datetime) -> bool:
+        """False when no such (live) endpoint; its pending deliveries are cancelled."""
+        ...
+
+    async def append_outbox(self, events: Sequence[OutboxEvent]) -> None:
+        """`events` in a transaction of their own."""
+        ...
+
+    async def claim_deliveries(self, now: datetime, limit: int, lease_until: datetime,
+                               token: str) -> list[Delivery]:
+        """Up to `limit` due pending deliveries, claimed under `token` until `lease_until`:
+        none claimed by another dispatcher (unless its lease ran out), and none with an
+        earlier pending delivery of the same conversation to the same endpoint."""
+        ...
+
+    async def finish_delivery(self, result: AttemptResult) -> bool:
+        """An attempt's outcome; False if the claim was lost (nothing written)."""
+        ...
+
+    async def list_deliveries(self, org_id: str, limit: int, *, status: str = "",
+                              endpoint_id: str = "") -> list[DeliveryRecord]:
+        """The delivery log, newest first."""
+        ...
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        """Drop finished deliveries of events from before `before` (pending ones stay),
+        and events left without deliveries; returns the deliveries removed."""
+        ...
+

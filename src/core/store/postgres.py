@@ -39,6 +39,7 @@ from core.store.failures import StoreHealth
 from core.store.postgres_db import PgDatabase, rowcount
 from core.store.postgres_db import as_stored as _as_stored
 from core.store.postgres_flows import PgFlowsMixin
+from core.store.postgres_outbox import PgOutboxMixin, append_outbox
 from core.store.rows import dumps, loads
 
 # Turn states whose event log may be pruned (an interrupted turn can still be resumed).
@@ -51,7 +52,7 @@ def _compact(event: Event) -> dict[str, Any]:
     return data
 
 
-class PostgresStore(PgFlowsMixin):
+class PostgresStore(PgFlowsMixin, PgOutboxMixin):
     """PostgreSQL implementation of `core.store.base.Store`."""
 
     def __init__(self, dsn: str) -> None:
@@ -350,6 +351,7 @@ class PostgresStore(PgFlowsMixin):
                     u.org_id, u.external_id, u.company_id, dumps(u.traits),
                     dumps(u.context), t.created_at,
                 )
+            await append_outbox(conn, begin.outbox)
         return t
 
     @staticmethod
@@ -430,6 +432,7 @@ class PostgresStore(PgFlowsMixin):
                     ]),
                     dumps(i.state), i.expires_at, i.created_at,
                 )
+            await append_outbox(conn, commit.outbox)
 
     @staticmethod
     def _turn(row: asyncpg.Record) -> TurnRecord:

@@ -23,6 +23,7 @@ from core.domain import (
 )
 from core.events import ActionData, Usage
 from core.flows.store import ExecutionRecord, ModelPrice
+from core.outbox.endpoints import WebhookEndpoint, events_from_text
 
 ReadTime = Callable[[Any], datetime]
 
@@ -114,4 +115,11 @@ def model_price(row: Row, when: ReadTime) -> ModelPrice:
         model=row["model"], input_micros_per_mtok=row["input_micros_per_mtok"],
         output_micros_per_mtok=row["output_micros_per_mtok"],
         updated_at=when(row["updated_at"]),
+    )
+
+
+def webhook_endpoint(row: Row, when: ReadTime) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row["id"], org_id=row["org_id"], url=row["url"], secret=row["secret"],
+        events=events_from_text(row["events"]), created_at=when(row["created_at"]),
     )

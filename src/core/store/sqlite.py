@@ -37,6 +37,7 @@ from core.store.sqlite_db import Database, micros
 from core.store.sqlite_db import dt as _dt
 from core.store.sqlite_db import ts as _ts
 from core.store.sqlite_flows import SqliteFlowsMixin
+from core.store.sqlite_outbox import SqliteOutboxMixin, append_outbox
 
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -51,7 +52,7 @@ def _compact(event: Event) -> dict[str, Any]:
     return data
 
 
-class SqliteStore(SqliteFlowsMixin):
+class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin):
     """SQLite implementation of `core.store.base.Store`."""
 
     def __init__(self, path: str | Path, synchronous: str | None = None) -> None:
@@ -361,6 +362,7 @@ class SqliteStore(SqliteFlowsMixin):
                     dumps(u.context), _ts(t.created_at),
                 ),
             )
+        append_outbox(conn, begin.outbox)
         return t
 
     async def resume_turn(
@@ -458,6 +460,7 @@ class SqliteStore(SqliteFlowsMixin):
                     dumps(i.state), _ts(i.expires_at), _ts(i.created_at),
                 ),
             )
+        append_outbox(conn, commit.outbox)
 
     @staticmethod
     def _turn(row: aiosqlite.Row) -> TurnRecord:
