@@ -49,7 +49,12 @@ def _retries() -> list[str]:
         "write failed ends its stream with a `store_unavailable` error and is stored as "
         "failed once the store allows; a turn a crash left running is stored as failed "
         "at start-up with an error event, so a reconnecting client and a retried "
-        "Idempotency-Key both learn it ended without completing.",
+        "Idempotency-Key both learn it ended without completing. A **stop** (Halo "
+        "`/api/sdk/chat/stop`, slug `…/stop` on both prefixes, aibot `…/stop`, gRPC "
+        "`StopTurn`) promises that the partial reply is stored; when the stopped turn's "
+        "write fails it answers 503 `store_unavailable` instead of `stopped: true`. The "
+        "turn has ended all the same (its stream ends with the error), it is stored as "
+        "failed once the store allows, and a retried stop answers `stopped: false`.",
     ]
 
 
