@@ -21,6 +21,7 @@ Rules every backend keeps (so any number of core processes can share one databas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,6 +37,13 @@ from core.domain import (
 )
 from core.errors import Code, Reason, SwitchboardError
 from core.events import Event
+from core.handoffs import (
+    Activity,
+    ActivityDraft,
+    HandoffRecord,
+    HandoffRequest,
+    Operator,
+)
 from core.store.failures import StoreHealth
 
 
@@ -96,6 +104,8 @@ class TurnBegin:
     end_user: EndUser | None = None
     conversation_context: dict[str, Any] | None = None
     conversation_variables: dict[str, Any] | None = None
+    # Rows of the conversation's activity log (core.handoffs) written with the start.
+    activity: tuple[ActivityDraft, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,7 @@ class TurnCommit:
     interrupt: InterruptRecord | None = None
     resumed_interrupt_id: str = ""
     usage: UsageEntry | None = None
+    activity: tuple[ActivityDraft, ...] = ()  # activity-log rows written with the end
 
 
 class Store(Protocol):
@@ -268,3 +279,46 @@ class Store(Protocol):
     ) -> None: ...
 
     async def list_tickets(self, org_id: str, conversation_id: str) -> list[dict[str, Any]]: ...
+
+    # Human handoff (core.handoffs). Each transition is one transaction: a conditional
+    # update of the handoff row plus its activity row; a refused one raises the
+    # SwitchboardError `core.handoffs.check_transition` names (NOT_FOUND for a
+    # conversation of another organisation).
+    async def get_handoff(self, org_id: str, conversation_id: str) -> HandoffRecord | None:
+        ...
+
+    async def list_handoffs(self, org_id: str, states: Sequence[str],
+                            limit: int = ...) -> list[HandoffRecord]:
+        """The organisation's handoffs in these states, least recently changed first."""
+        ...
+
+    async def request_handoff(self, request: HandoffRequest) -> tuple[HandoffRecord, Activity]:
+        """bot/closed -> waiting, with its ticket."""
+        ...
+
+    async def claim_handoff(self, org_id: str, conversation_id: str, operator: Operator,
+                            now: datetime) -> tuple[HandoffRecord, Activity]:
+        """waiting -> human: exactly one of concurrent claims wins."""
+        ...
+
+    async def release_handoff(self, org_id: str, conversation_id: str, operator: Operator,
+                              now: datetime) -> tuple[HandoffRecord, Activity]:
+        """waiting/human -> bot."""
+        ...
+
+    async def close_handoff(self, org_id: str, conversation_id: str, operator: Operator,
+                            now: datetime) -> tuple[HandoffRecord, Activity]:
+        """waiting/human -> closed."""
+        ...
+
+    async def add_operator_message(self, message: MessageRecord, operator: Operator,
+                                   now: datetime) -> Activity:
+        """An operator's message in the transcript and the activity log (state human)."""
+        ...
+
+    async def list_activity(self, org_id: str, after_id: int, conversation_id: str = "",
+                            limit: int = ...) -> list[Activity]:
+        """Activity rows with id > after_id, in id (= commit) order."""
+        ...
+
+    async def last_activity_id(self, org_id: str) -> int: ...

@@ -39,6 +39,7 @@ from core.store.failures import StoreHealth
 from core.store.postgres_db import PgDatabase, rowcount
 from core.store.postgres_db import as_stored as _as_stored
 from core.store.postgres_flows import PgFlowsMixin
+from core.store.postgres_handoff import PgHandoffMixin, append_activity
 from core.store.rows import dumps, loads
 
 # Turn states whose event log may be pruned (an interrupted turn can still be resumed).
@@ -51,7 +52,7 @@ def _compact(event: Event) -> dict[str, Any]:
     return data
 
 
-class PostgresStore(PgFlowsMixin):
+class PostgresStore(PgFlowsMixin, PgHandoffMixin):
     """PostgreSQL implementation of `core.store.base.Store`."""
 
     def __init__(self, dsn: str) -> None:
@@ -350,6 +351,8 @@ class PostgresStore(PgFlowsMixin):
                     u.org_id, u.external_id, u.company_id, dumps(u.traits),
                     dumps(u.context), t.created_at,
                 )
+            for draft in begin.activity:
+                await append_activity(conn, t.org_id, t.conversation_id, draft, t.created_at)
         return t
 
     @staticmethod
@@ -430,6 +433,9 @@ class PostgresStore(PgFlowsMixin):
                     ]),
                     dumps(i.state), i.expires_at, i.created_at,
                 )
+            for draft in commit.activity:
+                await append_activity(conn, held[0], commit.conversation_id, draft,
+                                      commit.updated_at)
 
     @staticmethod
     def _turn(row: asyncpg.Record) -> TurnRecord:

@@ -23,6 +23,7 @@ from core.domain import (
 )
 from core.events import ActionData, Usage
 from core.flows.store import ExecutionRecord, ModelPrice
+from core.handoffs import Activity, HandoffRecord
 
 ReadTime = Callable[[Any], datetime]
 
@@ -114,4 +115,21 @@ def model_price(row: Row, when: ReadTime) -> ModelPrice:
         model=row["model"], input_micros_per_mtok=row["input_micros_per_mtok"],
         output_micros_per_mtok=row["output_micros_per_mtok"],
         updated_at=when(row["updated_at"]),
+    )
+
+
+def handoff(row: Row, when: ReadTime) -> HandoffRecord:
+    return HandoffRecord(
+        conversation_id=row["conversation_id"], org_id=row["org_id"], state=row["state"],
+        updated_at=when(row["updated_at"]), team=row["team"], ticket_id=row["ticket_id"],
+        reason=row["reason"], operator_id=row["operator_id"],
+        operator_name=row["operator_name"], requested_at=_maybe(when, row["requested_at"]),
+    )
+
+
+def activity(row: Row, when: ReadTime) -> Activity:
+    return Activity(
+        id=int(row["id"]), org_id=row["org_id"], conversation_id=row["conversation_id"],
+        kind=row["kind"], data=loads(row["data_json"]) or {},
+        created_at=when(row["created_at"]),
     )

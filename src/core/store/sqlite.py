@@ -37,6 +37,7 @@ from core.store.sqlite_db import Database, micros
 from core.store.sqlite_db import dt as _dt
 from core.store.sqlite_db import ts as _ts
 from core.store.sqlite_flows import SqliteFlowsMixin
+from core.store.sqlite_handoff import SqliteHandoffMixin, append_activity
 
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -51,7 +52,7 @@ def _compact(event: Event) -> dict[str, Any]:
     return data
 
 
-class SqliteStore(SqliteFlowsMixin):
+class SqliteStore(SqliteFlowsMixin, SqliteHandoffMixin):
     """SQLite implementation of `core.store.base.Store`."""
 
     def __init__(self, path: str | Path, synchronous: str | None = None) -> None:
@@ -361,6 +362,8 @@ class SqliteStore(SqliteFlowsMixin):
                     dumps(u.context), _ts(t.created_at),
                 ),
             )
+        for draft in begin.activity:
+            append_activity(conn, t.org_id, t.conversation_id, draft, t.created_at)
         return t
 
     async def resume_turn(
@@ -458,6 +461,8 @@ class SqliteStore(SqliteFlowsMixin):
                     dumps(i.state), _ts(i.expires_at), _ts(i.created_at),
                 ),
             )
+        for draft in commit.activity:
+            append_activity(conn, held[0], commit.conversation_id, draft, commit.updated_at)
 
     @staticmethod
     def _turn(row: aiosqlite.Row) -> TurnRecord:
