@@ -136,8 +136,9 @@ async def test_turns_write_activity_rows_with_their_begin_and_commit(
     org, cid = await _conversation(store, new_id)
     _, first = await store.request_handoff(_request(org, cid))
     tid = new_id("t")
-    from core.store.base import TurnBegin
     from store_contract import turn
+
+    from core.store.base import TurnBegin
     begun = await store.begin_turn(TurnBegin(
         turn=turn(org, cid, tid, at=later(5)),
         activity=(ActivityDraft(ActivityKind.MESSAGE, {"role": "user", "text": "hi"}),)))
@@ -153,4 +154,4 @@ async def test_turns_write_activity_rows_with_their_begin_and_commit(
     assert await store.list_activity(org, after[0].id) == after[1:]
     _, other = await _conversation(store, new_id, org)
     assert await store.list_activity(org, 0, conversation_id=other) == []
-    assert T0 < after[1].created_at
+    assert after[1].created_at > T0
