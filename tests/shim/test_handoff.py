@@ -10,8 +10,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from handoff_client import LISTEN, OPERATOR, counting_model, model_agent, op, sse
 from halo_client import post, token
+from handoff_client import LISTEN, OPERATOR, counting_model, model_agent, op, sse
 
 from core import limits
 from core.domain import KeyKind, Organisation, OrgSettings
