@@ -20,6 +20,7 @@ from aiohttp import web
 from google.protobuf import json_format, timestamp_pb2
 
 from core.ids import canonical_conversation_id
+from shim import openapi, operator_openapi
 from shim.activity_sse import relay_activity
 from shim.app import CORE
 from shim.common import BadRequest, call_metadata, read_json_object
@@ -182,9 +183,14 @@ def _text_field(body: dict[str, Any], name: str) -> str:
     return value
 
 
-async def act(request: web.Request) -> web.Response:
+def _acting(action: str) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        return await act(request, action)
+    return handler
+
+
+async def act(request: web.Request, action: str) -> web.Response:
     """`POST .../{id}/claim|release|close|handoff`: one transition; the new state."""
-    action = request.match_info["action"]
     try:
         body = await read_json_object(request, optional=True)
         conversation = _conversation(request)
@@ -244,8 +250,10 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
+    openapi.add_paths(app, operator_openapi.PATHS, operator_openapi.COMPONENTS)
     app.router.add_get(CONVERSATIONS_PATH, list_conversations)
     app.router.add_get(CONVERSATION_PATH, get_conversation)
     app.router.add_post(CONVERSATION_PATH + "/messages", send_message)
-    app.router.add_post(CONVERSATION_PATH + "/{action:claim|release|close|handoff}", act)
+    for action in ACTIONS:
+        app.router.add_post(f"{CONVERSATION_PATH}/{action}", _acting(action))
     app.router.add_get(EVENTS_PATH, events)
