@@ -7,6 +7,7 @@ use which route, and bad input."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -100,8 +101,11 @@ async def test_the_whole_loop_livehelp_claim_reply_listen_release(sb: Harness) -
                 bot = await visitor.until(
                     lambda e: e.event == "message" and e.data["role"] == "assistant")
                 assert bot.data["text"] == "The bot answers."
-                # The model saw the operator's words as part of the conversation? It sees
-                # the user and assistant turns; the operator's reply is in the transcript.
+                # The bot knows what the person said: the operator's words are the
+                # assistant's side of the conversation for the model.
+                sent_to_model = [(m["role"], m["content"]) for m in model.calls[0]["messages"]]
+                assert ("assistant", "Hi, Ann here. How can I help?") in sent_to_model
+                assert ("user", "My invoice is wrong") in sent_to_model
 
 
 async def test_last_event_id_resumes_the_listen_stream(sb: Harness) -> None:
@@ -244,3 +248,37 @@ async def test_operator_name_limit(sb: Harness, length: int) -> None:
         assert status == 200 and body["operator"]["name"] == "n" * length
     else:
         assert status == 400 and body["error"]["field"] == "operator_name"
+
+
+async def test_server_side_dialects_answer_with_the_acknowledgement(sb: Harness) -> None:
+    """slug and aibot while a person has the conversation: the acknowledgement while it
+    waits, an empty reply once an operator has it; never the model."""
+    await sb.scripted_agent("helper", reply="generated")
+    secret = {"Authorization": f"Bearer {SECRET}"}
+    async with sb.http.post("/v1/api/chat/helper", json={"message": "hi"},
+                            headers=secret) as resp:
+        conversation = (await resp.json())["data"]["conversationId"]
+    status, waiting = await op(sb, "POST", f"/conversations/{conversation}/handoff", SECRET)
+    assert status == 200 and waiting["state"] == "waiting"
+    async with sb.http.post("/v1/api/chat/helper", headers=secret,
+                            json={"message": "still there?",
+                                  "conversationId": conversation}) as resp:
+        held = (await resp.json())["data"]
+    assert "support team" in held["response"] and "generated" not in held["response"]
+    await op(sb, "POST", f"/conversations/{conversation}/claim", SECRET)
+    async with sb.http.post("/v1/api/chat/helper", headers=secret,
+                            json={"message": "hello?", "conversationId": conversation}) as resp:
+        assert (await resp.json())["data"]["response"] == ""
+    async with sb.http.post("/v1/aibot/bots/helper/send-message", headers=secret,
+                            json={"messages": [{"role": "user", "content": "anyone?"}],
+                                  "conversationId": conversation}) as resp:
+        raw = (await resp.read()).decode()
+    frames = [line.removeprefix("data: ") for line in raw.splitlines()
+              if line.startswith("data: ")]
+    assert resp.status == 200 and frames[-1] == "[DONE]"
+    types = [json.loads(f).get("type") for f in frames[:-1]]
+    assert "text" not in types and "error" not in types, frames
+    status, detail = await op(sb, "GET", f"/conversations/{conversation}", SECRET)
+    assert [m["text"] for m in detail["messages"] if m["role"] == "user"] == [
+        "hi", "still there?", "hello?", "anyone?"]
+    assert [m["text"] for m in detail["messages"] if m["role"] == "assistant"] == ["generated"]

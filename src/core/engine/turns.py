@@ -448,9 +448,12 @@ class TurnEngine:
         )
 
     async def _model_history(self, org_id: str, conversation_id: str) -> list[ChatMessage]:
-        """The conversation's latest user and assistant messages, oldest first."""
+        """The conversation's latest user and assistant messages, oldest first. What an
+        operator said is the assistant's side of the conversation to the model, so after a
+        release the bot knows what the person told the visitor."""
         messages = await self.store.recent_messages(org_id, conversation_id, HISTORY_FOR_MODEL)
-        return [ChatMessage(m.role, m.content) for m in messages]
+        return [ChatMessage("assistant" if m.role == "operator" else m.role, m.content)
+                for m in messages]
 
     # -- running turns ------------------------------------------------------------------
 

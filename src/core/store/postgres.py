@@ -485,7 +485,7 @@ class PostgresStore(PgFlowsMixin, PgHandoffMixin):
     ) -> list[MessageRecord]:
         rows = await self.db.fetchall(
             "SELECT * FROM messages WHERE conversation_id = $1 AND org_id = $2 "
-            "AND role IN ('user', 'assistant') AND content <> '' "
+            "AND role IN ('user', 'assistant', 'operator') AND content <> '' "
             "ORDER BY seq_no DESC LIMIT $3",
             conversation_id, org_id, limit,
         )

@@ -515,11 +515,12 @@ class SqliteStore(SqliteFlowsMixin, SqliteHandoffMixin):
     async def recent_messages(
         self, org_id: str, conversation_id: str, limit: int
     ) -> list[MessageRecord]:
-        """The last `limit` non-empty user and assistant messages, oldest first (the model's
-        view of the conversation; tool messages and empty partial replies are left out)."""
+        """The last `limit` non-empty user, assistant and operator messages, oldest first
+        (the model's view of the conversation; tool messages and empty partial replies are
+        left out)."""
         rows = await self.db.fetchall(
             "SELECT * FROM messages WHERE conversation_id = ? AND org_id = ? "
-            "AND role IN ('user', 'assistant') AND content <> '' "
+            "AND role IN ('user', 'assistant', 'operator') AND content <> '' "
             "ORDER BY seq_no DESC LIMIT ?",
             (conversation_id, org_id, limit),
         )

@@ -58,6 +58,8 @@ async def test_a_conversation_starts_with_the_bot_and_goes_round_the_states(
     assert said.data["role"] == "operator" and said.data["operator"]["name"] == "Ann"
     messages, _ = await store.list_messages(org, cid, 10)
     assert messages[-1].role == "operator" and messages[-1].content == "Hello, Ann here"
+    recent = await store.recent_messages(org, cid, 10)
+    assert recent[-1].role == "operator"  # the model's view includes what the person said
 
     released, _ = await store.release_handoff(org, cid, ANN, later(5))
     assert released.state == HandoffState.BOT
