@@ -69,8 +69,9 @@ class LocalBus:
     async def publish(self, org_id: str) -> None:
         self.wake_local(org_id)
 
-    async def _first_follower(self, org_id: str) -> None:
-        """Hook: an organisation got its first follower in this process."""
+    async def _following(self, org_id: str) -> None:
+        """Hook: awaited by every subscriber before it reads the store (the first one
+        starts whatever delivers the organisation's wake-ups here)."""
 
     def _last_follower(self, org_id: str) -> None:
         """Hook: an organisation's last follower in this process left."""
@@ -78,14 +79,12 @@ class LocalBus:
     @contextlib.asynccontextmanager
     async def subscribe(self, org_id: str) -> AsyncIterator[Waiter]:
         waiter = Waiter()
-        waiters = self._waiters.setdefault(org_id, set())
-        first = not waiters
-        waiters.add(waiter)
+        self._waiters.setdefault(org_id, set()).add(waiter)
         try:
-            if first:
-                await self._first_follower(org_id)
+            await self._following(org_id)
             yield waiter
         finally:
+            waiters = self._waiters.get(org_id, set())
             waiters.discard(waiter)
             if not waiters:
                 self._waiters.pop(org_id, None)
@@ -109,6 +108,7 @@ class RedisBus(LocalBus):
         self.url = url
         self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=0.5)
         self._readers: dict[str, asyncio.Task[None]] = {}
+        self._started: dict[str, asyncio.Future[None]] = {}
         self._failing = False
 
     async def publish(self, org_id: str) -> None:
@@ -137,16 +137,27 @@ class RedisBus(LocalBus):
         entry_id = last[0][0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
-    async def _first_follower(self, org_id: str) -> None:
-        start = await self._tail(org_id)
-        self._readers[org_id] = asyncio.ensure_future(self._read(org_id, start))
+    async def _following(self, org_id: str) -> None:
+        if org_id not in self._readers:
+            started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._readers[org_id] = asyncio.ensure_future(self._read(org_id, started))
+            self._started[org_id] = started
+        # Every subscriber waits until the reader knows where the stream stood: what is
+        # published after that (after this subscriber's store read) reaches it.
+        await asyncio.shield(self._started[org_id])
 
     def _last_follower(self, org_id: str) -> None:
         reader = self._readers.pop(org_id, None)
+        self._started.pop(org_id, None)
         if reader is not None:
             reader.cancel()
 
-    async def _read(self, org_id: str, after: str) -> None:
+    async def _read(self, org_id: str, started: asyncio.Future[None]) -> None:
+        try:
+            after = await self._tail(org_id)
+        finally:
+            if not started.done():
+                started.set_result(None)
         # A connection of its own: XREAD BLOCK holds it for up to _BLOCK_MS.
         client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         key = stream_key(org_id)
@@ -179,6 +190,7 @@ class RedisBus(LocalBus):
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         self._readers.clear()
+        self._started.clear()
         await super().close()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()

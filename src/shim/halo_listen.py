@@ -48,7 +48,7 @@ async def listen(request: web.Request) -> web.StreamResponse:
         return error_response(exc.as_core_error())
     stub = operator_pb2_grpc.ListenServiceStub(request.app[CORE].channel)
     call = stub.ListenConversation(operator_pb2.ListenConversationRequest(
-        conversation_id=session, after_id=after or 0, origin=origin_of(request),
+        conversation_id=session, after_id=after, origin=origin_of(request),
         user_id=_text(query, "user_id"), user_token=_text(query, "user_token"),
     ), metadata=call_metadata(request))
     return await relay_activity(request, call, activity_json, error_response)

@@ -244,7 +244,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     except BadRequest as exc:
         return error_response(exc.as_core_error())
     call = _stub(request).WatchHandoffs(
-        operator_pb2.WatchHandoffsRequest(after_id=after or 0, operator_name=name),
+        operator_pb2.WatchHandoffsRequest(after_id=after, operator_name=name),
         metadata=call_metadata(request))
     return await relay_activity(request, call, activity_json, error_response)
 

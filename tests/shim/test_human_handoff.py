@@ -124,6 +124,11 @@ async def test_last_event_id_resumes_the_listen_stream(sb: Harness) -> None:
         replay = [await resumed.next() for _ in range(2)]
     assert [e.data["text"] for e in replay] == ["two", "three"]
     assert [e.id for e in replay] == [seen[1].id, seen[2].id]
+    # From the very beginning: the request for a person, the claim, then the messages.
+    async with sse(sb, LISTEN, WIDGET, params={"session_id": session, "lastEventId": "0"}
+                   ) as everything:
+        kinds = [(await everything.next()).event for _ in range(4)]
+    assert kinds[0] == "state" and "message" in kinds
 
 
 async def test_operator_events_resume_after_last_event_id(sb: Harness) -> None:

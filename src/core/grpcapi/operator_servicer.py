@@ -107,7 +107,9 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
                                 operator_pb2.WatchHandoffsResponse]:
         try:
             activities = await self.handoffs.watch(
-                current_principal(), request.after_id or None, request.operator_name)
+                current_principal(),
+                request.after_id if request.HasField("after_id") else None,
+                request.operator_name)
         except SwitchboardError as exc:
             await _abort(context, exc)
             return
@@ -180,7 +182,8 @@ class ListenServicer(operator_pb2_grpc.ListenServiceServicer):
         access = Access(request.origin, "", request.user_id, request.user_token)
         try:
             activities = await self.handoffs.listen(
-                current_principal(), request.conversation_id, access, request.after_id or None)
+                current_principal(), request.conversation_id, access,
+                request.after_id if request.HasField("after_id") else None)
         except SwitchboardError as exc:
             await _abort(context, exc)
             return

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from switchboard.v1 import chat_pb2 as switchboard_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswitchboard/v1/operator.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchboard/v1/chat.proto\"\x84\x03\n\x07Handoff\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.HandoffState\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x11\n\tticket_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0boperator_id\x18\x06 \x01(\t\x12\x15\n\roperator_name\x18\x07 \x01(\t\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0crequested_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\'\n\x06traits\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08\x61gent_id\x18\r \x01(\t\"\x94\x01\n\x08\x41\x63tivity\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x13ListHandoffsRequest\x12,\n\x06states\x18\x01 \x03(\x0e\x32\x1c.switchboard.v1.HandoffState\x12\x15\n\roperator_name\x18\x02 \x01(\t\"A\n\x14ListHandoffsResponse\x12)\n\x08handoffs\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Handoff\"C\n\x11GetHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"i\n\x12GetHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.switchboard.v1.Message\"?\n\x14WatchHandoffsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\x12\x15\n\roperator_name\x18\x02 \x01(\t\"C\n\x15WatchHandoffsResponse\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity\"e\n\x15RequestHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\roperator_name\x18\x04 \x01(\t\"B\n\x16RequestHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"E\n\x13\x43laimHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"@\n\x14\x43laimHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"Z\n\x1aSendOperatorMessageRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\roperator_name\x18\x03 \x01(\t\"\\\n\x1bSendOperatorMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Message\x12\x13\n\x0b\x61\x63tivity_id\x18\x02 \x01(\x03\"G\n\x15ReleaseHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"B\n\x16ReleaseHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"E\n\x13\x43loseHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"@\n\x14\x43loseHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"{\n\x19ListenConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\x03\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x12\n\nuser_token\x18\x05 \x01(\t\"H\n\x1aListenConversationResponse\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity*\x92\x01\n\x0cHandoffState\x12\x1d\n\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDOFF_STATE_BOT\x10\x01\x12\x19\n\x15HANDOFF_STATE_WAITING\x10\x02\x12\x17\n\x13HANDOFF_STATE_HUMAN\x10\x03\x12\x18\n\x14HANDOFF_STATE_CLOSED\x10\x04\x32\x89\x06\n\x0fOperatorService\x12Y\n\x0cListHandoffs\x12#.switchboard.v1.ListHandoffsRequest\x1a$.switchboard.v1.ListHandoffsResponse\x12S\n\nGetHandoff\x12!.switchboard.v1.GetHandoffRequest\x1a\".switchboard.v1.GetHandoffResponse\x12^\n\rWatchHandoffs\x12$.switchboard.v1.WatchHandoffsRequest\x1a%.switchboard.v1.WatchHandoffsResponse0\x01\x12_\n\x0eRequestHandoff\x12%.switchboard.v1.RequestHandoffRequest\x1a&.switchboard.v1.RequestHandoffResponse\x12Y\n\x0c\x43laimHandoff\x12#.switchboard.v1.ClaimHandoffRequest\x1a$.switchboard.v1.ClaimHandoffResponse\x12n\n\x13SendOperatorMessage\x12*.switchboard.v1.SendOperatorMessageRequest\x1a+.switchboard.v1.SendOperatorMessageResponse\x12_\n\x0eReleaseHandoff\x12%.switchboard.v1.ReleaseHandoffRequest\x1a&.switchboard.v1.ReleaseHandoffResponse\x12Y\n\x0c\x43loseHandoff\x12#.switchboard.v1.CloseHandoffRequest\x1a$.switchboard.v1.CloseHandoffResponse2~\n\rListenService\x12m\n\x12ListenConversation\x12).switchboard.v1.ListenConversationRequest\x1a*.switchboard.v1.ListenConversationResponse0\x01\x42HZFgithub.com/switchboard/switchboard/gen/go/switchboard/v1;switchboardv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswitchboard/v1/operator.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchboard/v1/chat.proto\"\x84\x03\n\x07Handoff\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.HandoffState\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x11\n\tticket_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0boperator_id\x18\x06 \x01(\t\x12\x15\n\roperator_name\x18\x07 \x01(\t\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0crequested_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\'\n\x06traits\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08\x61gent_id\x18\r \x01(\t\"\x94\x01\n\x08\x41\x63tivity\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x13ListHandoffsRequest\x12,\n\x06states\x18\x01 \x03(\x0e\x32\x1c.switchboard.v1.HandoffState\x12\x15\n\roperator_name\x18\x02 \x01(\t\"A\n\x14ListHandoffsResponse\x12)\n\x08handoffs\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Handoff\"C\n\x11GetHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"i\n\x12GetHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.switchboard.v1.Message\"Q\n\x14WatchHandoffsRequest\x12\x15\n\x08\x61\x66ter_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\roperator_name\x18\x02 \x01(\tB\x0b\n\t_after_id\"C\n\x15WatchHandoffsResponse\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity\"e\n\x15RequestHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\roperator_name\x18\x04 \x01(\t\"B\n\x16RequestHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"E\n\x13\x43laimHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"@\n\x14\x43laimHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"Z\n\x1aSendOperatorMessageRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\roperator_name\x18\x03 \x01(\t\"\\\n\x1bSendOperatorMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Message\x12\x13\n\x0b\x61\x63tivity_id\x18\x02 \x01(\x03\"G\n\x15ReleaseHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"B\n\x16ReleaseHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"E\n\x13\x43loseHandoffRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\roperator_name\x18\x02 \x01(\t\"@\n\x14\x43loseHandoffResponse\x12(\n\x07handoff\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Handoff\"\x8d\x01\n\x19ListenConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\x08\x61\x66ter_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x12\n\nuser_token\x18\x05 \x01(\tB\x0b\n\t_after_id\"H\n\x1aListenConversationResponse\x12*\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x18.switchboard.v1.Activity*\x92\x01\n\x0cHandoffState\x12\x1d\n\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDOFF_STATE_BOT\x10\x01\x12\x19\n\x15HANDOFF_STATE_WAITING\x10\x02\x12\x17\n\x13HANDOFF_STATE_HUMAN\x10\x03\x12\x18\n\x14HANDOFF_STATE_CLOSED\x10\x04\x32\x89\x06\n\x0fOperatorService\x12Y\n\x0cListHandoffs\x12#.switchboard.v1.ListHandoffsRequest\x1a$.switchboard.v1.ListHandoffsResponse\x12S\n\nGetHandoff\x12!.switchboard.v1.GetHandoffRequest\x1a\".switchboard.v1.GetHandoffResponse\x12^\n\rWatchHandoffs\x12$.switchboard.v1.WatchHandoffsRequest\x1a%.switchboard.v1.WatchHandoffsResponse0\x01\x12_\n\x0eRequestHandoff\x12%.switchboard.v1.RequestHandoffRequest\x1a&.switchboard.v1.RequestHandoffResponse\x12Y\n\x0c\x43laimHandoff\x12#.switchboard.v1.ClaimHandoffRequest\x1a$.switchboard.v1.ClaimHandoffResponse\x12n\n\x13SendOperatorMessage\x12*.switchboard.v1.SendOperatorMessageRequest\x1a+.switchboard.v1.SendOperatorMessageResponse\x12_\n\x0eReleaseHandoff\x12%.switchboard.v1.ReleaseHandoffRequest\x1a&.switchboard.v1.ReleaseHandoffResponse\x12Y\n\x0c\x43loseHandoff\x12#.switchboard.v1.CloseHandoffRequest\x1a$.switchboard.v1.CloseHandoffResponse2~\n\rListenService\x12m\n\x12ListenConversation\x12).switchboard.v1.ListenConversationRequest\x1a*.switchboard.v1.ListenConversationResponse0\x01\x42HZFgithub.com/switchboard/switchboard/gen/go/switchboard/v1;switchboardv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.operator_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZFgithub.com/switchboard/switchboard/gen/go/switchboard/v1;switchboardv1'
-  _globals['_HANDOFFSTATE']._serialized_start=2122
-  _globals['_HANDOFFSTATE']._serialized_end=2268
+  _globals['_HANDOFFSTATE']._serialized_start=2159
+  _globals['_HANDOFFSTATE']._serialized_end=2305
   _globals['_HANDOFF']._serialized_start=140
   _globals['_HANDOFF']._serialized_end=528
   _globals['_ACTIVITY']._serialized_start=531
@@ -50,35 +50,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETHANDOFFRESPONSE']._serialized_start=909
   _globals['_GETHANDOFFRESPONSE']._serialized_end=1014
   _globals['_WATCHHANDOFFSREQUEST']._serialized_start=1016
-  _globals['_WATCHHANDOFFSREQUEST']._serialized_end=1079
-  _globals['_WATCHHANDOFFSRESPONSE']._serialized_start=1081
-  _globals['_WATCHHANDOFFSRESPONSE']._serialized_end=1148
-  _globals['_REQUESTHANDOFFREQUEST']._serialized_start=1150
-  _globals['_REQUESTHANDOFFREQUEST']._serialized_end=1251
-  _globals['_REQUESTHANDOFFRESPONSE']._serialized_start=1253
-  _globals['_REQUESTHANDOFFRESPONSE']._serialized_end=1319
-  _globals['_CLAIMHANDOFFREQUEST']._serialized_start=1321
-  _globals['_CLAIMHANDOFFREQUEST']._serialized_end=1390
-  _globals['_CLAIMHANDOFFRESPONSE']._serialized_start=1392
-  _globals['_CLAIMHANDOFFRESPONSE']._serialized_end=1456
-  _globals['_SENDOPERATORMESSAGEREQUEST']._serialized_start=1458
-  _globals['_SENDOPERATORMESSAGEREQUEST']._serialized_end=1548
-  _globals['_SENDOPERATORMESSAGERESPONSE']._serialized_start=1550
-  _globals['_SENDOPERATORMESSAGERESPONSE']._serialized_end=1642
-  _globals['_RELEASEHANDOFFREQUEST']._serialized_start=1644
-  _globals['_RELEASEHANDOFFREQUEST']._serialized_end=1715
-  _globals['_RELEASEHANDOFFRESPONSE']._serialized_start=1717
-  _globals['_RELEASEHANDOFFRESPONSE']._serialized_end=1783
-  _globals['_CLOSEHANDOFFREQUEST']._serialized_start=1785
-  _globals['_CLOSEHANDOFFREQUEST']._serialized_end=1854
-  _globals['_CLOSEHANDOFFRESPONSE']._serialized_start=1856
-  _globals['_CLOSEHANDOFFRESPONSE']._serialized_end=1920
-  _globals['_LISTENCONVERSATIONREQUEST']._serialized_start=1922
-  _globals['_LISTENCONVERSATIONREQUEST']._serialized_end=2045
-  _globals['_LISTENCONVERSATIONRESPONSE']._serialized_start=2047
-  _globals['_LISTENCONVERSATIONRESPONSE']._serialized_end=2119
-  _globals['_OPERATORSERVICE']._serialized_start=2271
-  _globals['_OPERATORSERVICE']._serialized_end=3048
-  _globals['_LISTENSERVICE']._serialized_start=3050
-  _globals['_LISTENSERVICE']._serialized_end=3176
+  _globals['_WATCHHANDOFFSREQUEST']._serialized_end=1097
+  _globals['_WATCHHANDOFFSRESPONSE']._serialized_start=1099
+  _globals['_WATCHHANDOFFSRESPONSE']._serialized_end=1166
+  _globals['_REQUESTHANDOFFREQUEST']._serialized_start=1168
+  _globals['_REQUESTHANDOFFREQUEST']._serialized_end=1269
+  _globals['_REQUESTHANDOFFRESPONSE']._serialized_start=1271
+  _globals['_REQUESTHANDOFFRESPONSE']._serialized_end=1337
+  _globals['_CLAIMHANDOFFREQUEST']._serialized_start=1339
+  _globals['_CLAIMHANDOFFREQUEST']._serialized_end=1408
+  _globals['_CLAIMHANDOFFRESPONSE']._serialized_start=1410
+  _globals['_CLAIMHANDOFFRESPONSE']._serialized_end=1474
+  _globals['_SENDOPERATORMESSAGEREQUEST']._serialized_start=1476
+  _globals['_SENDOPERATORMESSAGEREQUEST']._serialized_end=1566
+  _globals['_SENDOPERATORMESSAGERESPONSE']._serialized_start=1568
+  _globals['_SENDOPERATORMESSAGERESPONSE']._serialized_end=1660
+  _globals['_RELEASEHANDOFFREQUEST']._serialized_start=1662
+  _globals['_RELEASEHANDOFFREQUEST']._serialized_end=1733
+  _globals['_RELEASEHANDOFFRESPONSE']._serialized_start=1735
+  _globals['_RELEASEHANDOFFRESPONSE']._serialized_end=1801
+  _globals['_CLOSEHANDOFFREQUEST']._serialized_start=1803
+  _globals['_CLOSEHANDOFFREQUEST']._serialized_end=1872
+  _globals['_CLOSEHANDOFFRESPONSE']._serialized_start=1874
+  _globals['_CLOSEHANDOFFRESPONSE']._serialized_end=1938
+  _globals['_LISTENCONVERSATIONREQUEST']._serialized_start=1941
+  _globals['_LISTENCONVERSATIONREQUEST']._serialized_end=2082
+  _globals['_LISTENCONVERSATIONRESPONSE']._serialized_start=2084
+  _globals['_LISTENCONVERSATIONRESPONSE']._serialized_end=2156
+  _globals['_OPERATORSERVICE']._serialized_start=2308
+  _globals['_OPERATORSERVICE']._serialized_end=3085
+  _globals['_LISTENSERVICE']._serialized_start=3087
+  _globals['_LISTENSERVICE']._serialized_end=3213
 # @@protoc_insertion_point(module_scope)

@@ -107,7 +107,7 @@ class OperatorServiceServicer:
 
     def WatchHandoffs(self, request, context):
         """Follows the organisation's handoff activity: queue changes and the messages written
-        while a person has a conversation. Resumes after `after_id` (0: from now).
+        while a person has a conversation. Resumes after `after_id` (unset: from now).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -451,7 +451,7 @@ class ListenServiceServicer:
     """
 
     def ListenConversation(self, request, context):
-        """Replays the conversation's activity after `after_id` (0: from now), then follows it.
+        """Replays the conversation's activity after `after_id` (unset: from now), then follows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
