@@ -28,6 +28,7 @@ log = logging.getLogger("switchboard.activity")
 
 POLL_S = 30.0  # a follower re-reads the store this often even without a wake-up
 STREAM_MAXLEN = 1000  # wake-ups kept per organisation's stream (approximate trim)
+MAX_PENDING_PUBLISHES = 1000  # stream appends in flight before wake-ups are dropped
 _BLOCK_MS = 5000
 _RETRY_S = 1.0
 
@@ -41,11 +42,15 @@ class Waiter:
     def wake(self) -> None:
         self._event.set()
 
-    async def wait(self, timeout_s: float = POLL_S) -> None:
-        """Until a wake-up since the last wait (or the timeout)."""
-        with contextlib.suppress(TimeoutError):
+    async def wait(self, timeout_s: float = POLL_S) -> bool:
+        """Until a wake-up since the last wait (True) or the timeout (False)."""
+        woken = True
+        try:
             await asyncio.wait_for(self._event.wait(), timeout_s)
+        except TimeoutError:
+            woken = False
         self._event.clear()
+        return woken
 
 
 class ActivityBus(Protocol):
@@ -109,10 +114,22 @@ class RedisBus(LocalBus):
         self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=0.5)
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._started: dict[str, asyncio.Future[None]] = {}
+        self._publishing: set[asyncio.Task[None]] = set()
         self._failing = False
 
     async def publish(self, org_id: str) -> None:
+        """Wake local followers now and append to the stream in the background: a turn or
+        an operator call never waits on Redis (or on its connect timeout while it is
+        down). Past `MAX_PENDING_PUBLISHES` in flight, wake-ups for other replicas are
+        dropped (their followers poll)."""
         self.wake_local(org_id)
+        if len(self._publishing) >= MAX_PENDING_PUBLISHES:
+            return
+        task = asyncio.ensure_future(self._xadd(org_id))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _xadd(self, org_id: str) -> None:
         try:
             await self.redis.xadd(stream_key(org_id), {"at": "1"}, maxlen=STREAM_MAXLEN,
                                   approximate=True)
@@ -184,6 +201,8 @@ class RedisBus(LocalBus):
                 await client.aclose()
 
     async def close(self) -> None:
+        if self._publishing:
+            await asyncio.wait(set(self._publishing), timeout=1.0)
         for reader in list(self._readers.values()):
             reader.cancel()
         for reader in list(self._readers.values()):
