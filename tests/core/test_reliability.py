@@ -259,7 +259,8 @@ async def test_budget_refusal_makes_no_model_call(sb: Harness) -> None:
     decoded = decode_error(err.value)
     assert decoded.reason == "budget_exceeded" and decoded.retry_after_s
     assert provider.calls == calls and await _turn_count(sb) == turns
-    report = await sb.core.store.usage_report(sb.org_id, sb.core.clock.now().replace(hour=0))
+    midnight = sb.core.clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    report = await sb.core.store.usage_report(sb.org_id, midnight)
     assert report and report[0]["cost_micros"] >= 1200
 
 
