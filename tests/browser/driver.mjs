@@ -373,11 +373,22 @@ const scenarios = {
     const consoleLog = await operator.evaluate(() => Array.from(
       document.querySelectorAll("#messages li")).map((li) => ({
         role: li.dataset.role, text: li.lastChild.textContent })));
+    // A reload mid-handoff: the transcript (operator message included) comes back from
+    // the server and the widget listens again.
+    await visitor.reload();
+    await widgetReady(visitor);
+    await waitShadow(visitor, `return root.querySelector(".msg.operator") !== null;`);
+    await operator.fill("[data-testid=reply-text]", params.second);
+    await operator.click("[data-testid=send]");
+    await waitShadow(visitor, `return Array.from(root.querySelectorAll(".msg.operator"))
+      .some((m) => m.textContent.includes(arg));`, params.second);
+    const afterReload = await shadow(visitor, `return Array.from(root.querySelectorAll(
+      ".msg.operator .body")).map((b) => b.textContent);`);
     await operator.click("[data-testid=release]");
     await waitShadow(visitor, `return Array.from(root.querySelectorAll(".msg.notice"))
       .some((m) => m.textContent.includes("assistant again"));`);
     const afterRelease = await visitor.evaluate((q) => window.Switchboard.send(q), params.after);
-    return { queued, shown, answer, consoleLog, afterRelease, errors,
+    return { queued, shown, answer, consoleLog, afterRelease, afterReload, errors,
              visitorLog: await shadow(visitor, `return Array.from(root.querySelectorAll(".msg"))
                .map((m) => m.className + ": " + m.querySelector(".body").textContent);`) };
   },

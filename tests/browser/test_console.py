@@ -20,11 +20,12 @@ async def test_console_and_widget_exchange_messages(sb: Harness, host: HostPages
     seen = await run_scenario(
         cdp, "handoff", page=page, console=f"{sb.base_url}/console", token=token,
         ask="I need a person", reply="Hi, I'm Ann. Let me look.", answer="Thank you, Ann",
-        after="Is the bot there?")
+        after="Is the bot there?", second="Found it: fixed.")
     assert seen["queued"] == 1
     assert seen["shown"] == {"who": "Ann", "text": "Hi, I'm Ann. Let me look."}
     assert seen["answer"]["text"] == ""  # a person had it: no generated reply
     assert {"role": "operator", "text": "Hi, I'm Ann. Let me look."} in seen["consoleLog"]
     assert seen["consoleLog"][-1] == {"role": "user", "text": "Thank you, Ann"}
+    assert seen["afterReload"] == ["Hi, I'm Ann. Let me look.", "Found it: fixed."]
     assert seen["afterRelease"]["text"] == "The bot is back."
     assert seen["errors"] == []
