@@ -287,3 +287,43 @@ async def test_server_side_dialects_answer_with_the_acknowledgement(sb: Harness)
     assert [m["text"] for m in detail["messages"] if m["role"] == "user"] == [
         "hi", "still there?", "hello?", "anyone?"]
     assert [m["text"] for m in detail["messages"] if m["role"] == "assistant"] == ["generated"]
+
+
+@pytest.mark.parametrize("length", [limits.MAX_REFERENCE_CHARS, limits.MAX_REFERENCE_CHARS + 1])
+async def test_requested_team_limit(sb: Harness, length: int) -> None:
+    await sb.scripted_agent("helper", reply="x")
+    _, body = await post(sb, {"message": "hi", "agent_id": "helper"})
+    status, handoff = await op(sb, "POST", f"/conversations/{body['session_id']}/handoff",
+                               SECRET, {"team": "t" * length})
+    if length <= limits.MAX_REFERENCE_CHARS:
+        assert status == 200 and handoff["team"] == "t" * length
+    else:
+        assert status == 400 and handoff["error"]["field"] == "team"
+
+
+async def test_a_replay_longer_than_one_page_is_complete(sb: Harness) -> None:
+    """`ACTIVITY_PAGE` rows are read at a time: a reconnect after more than a page of
+    activity still gets every event, in order."""
+    from core.domain import MessageRecord
+    from core.handoffs import Operator
+
+    await sb.scripted_agent("helper", reply="x")
+    session = (await start_livehelp(sb))["session_id"]
+    await op(sb, "POST", f"/conversations/{session}/claim", SECRET,
+             {"operator_name": "Root"})
+    canonical = session.removeprefix("chat_")
+    root = Operator("secret:Root", "Root", admin=True)
+    count = limits.ACTIVITY_PAGE + 1
+    for i in range(count):
+        await sb.core.store.add_operator_message(MessageRecord(
+            id=f"m-{i}", conversation_id=canonical, org_id=sb.org_id, turn_id="",
+            role="operator", content=f"line {i}", status="completed",
+            created_at=sb.core.clock.now()), root, sb.core.clock.now())
+    async with sse(sb, LISTEN, WIDGET, params={"session_id": session, "lastEventId": "0"}
+                   ) as everything:
+        texts = []
+        while len(texts) < count:
+            event = await everything.next()
+            if event.event == "message" and event.data["role"] == "operator":
+                texts.append(event.data["text"])
+    assert texts == [f"line {i}" for i in range(count)]

@@ -25,7 +25,7 @@ from core import limits
 from core.activity_bus import ActivityBus, LocalBus
 from core.clock import Clock, IdSource
 from core.domain import ConversationRecord, KeyKind, MessageRecord, Principal
-from core.engine import admission
+from core.engine import admission, router
 from core.engine.admission import Access
 from core.errors import Code, Reason, SwitchboardError, invalid
 from core.events import Routing
@@ -43,7 +43,7 @@ from core.store.base import EndUser, Store
 log = logging.getLogger("switchboard.handoff")
 
 DEFAULT_OPERATOR_NAME = "Operator"
-DEFAULT_TEAM = "support"
+DEFAULT_TEAM = router.DEFAULT_TEAM
 # What the visitor is told while waiting for a person (no model runs); once an operator
 # has the conversation the reply is empty: the operator answers on the listen stream.
 WAITING_ACK = ("Thanks, your message is with our {team} team. "
@@ -156,10 +156,11 @@ class Handoffs:
     async def request(self, principal: Principal, conversation_id: str, team: str = "",
                       reason: str = "", name: str = "") -> HandoffRecord:
         await self.admit_operator(principal, name)
-        if len(team) > limits.MAX_REFERENCE_CHARS or len(reason) > limits.MAX_REFERENCE_CHARS:
-            raise invalid(Reason.FIELD_TOO_LONG,
-                          f"team and reason must be at most {limits.MAX_REFERENCE_CHARS} "
-                          "characters.", field="team")
+        for field, value in (("team", team), ("reason", reason)):
+            if len(value) > limits.MAX_REFERENCE_CHARS:
+                raise invalid(Reason.FIELD_TOO_LONG,
+                              f"{field} must be at most {limits.MAX_REFERENCE_CHARS} "
+                              "characters.", field=field)
         conversation = await self._conversation(principal, conversation_id)
         team = team.strip() or DEFAULT_TEAM
         record, _ = await self.store.request_handoff(HandoffRequest(

@@ -157,3 +157,16 @@ async def test_turns_write_activity_rows_with_their_begin_and_commit(
     _, other = await _conversation(store, new_id, org)
     assert await store.list_activity(org, 0, conversation_id=other) == []
     assert after[1].created_at > T0
+
+
+async def test_the_queue_is_oldest_first_and_bounded(store: Store, new_id: Ids) -> None:
+    org, first = await _conversation(store, new_id)
+    _, second = await _conversation(store, new_id, org)
+    _, third = await _conversation(store, new_id, org)
+    for i, cid in enumerate((second, first, third)):
+        await store.request_handoff(HandoffRequest(org, cid, "t", f"tkt_{i}", "s", "r",
+                                                   later(10 + i)))
+    queue = await store.list_handoffs(org, ["waiting"], limit=2)
+    assert [h.conversation_id for h in queue] == [second, first]
+    page = await store.list_activity(org, 0, limit=2)
+    assert len(page) == 2 and (await store.list_activity(org, page[-1].id))[0].id > page[-1].id
