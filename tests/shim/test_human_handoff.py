@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -197,6 +198,17 @@ async def test_a_visitor_cannot_listen_to_another_visitors_conversation(sb: Harn
         pass
     async with sb.http.get(LISTEN, headers={"Authorization": f"Bearer {WIDGET}"}) as resp:
         assert resp.status == 400
+    # The browser Origin is checked as on every route of a widget key.
+    org = await sb.core.store.get_org(sb.org_id)
+    assert org is not None
+    await sb.core.store.update_org_settings(
+        sb.org_id, replace(org.settings, allowed_origins=("https://shop.example",)))
+    async with sb.http.get(LISTEN, params={"session_id": alice, "user_id": "alice",
+                                           "user_token": token("alice")},
+                           headers={"Authorization": f"Bearer {WIDGET}",
+                                    "Origin": "https://evil.example"}) as resp:
+        assert resp.status == 403
+        assert (await resp.json())["error"]["code"] == "origin_not_allowed"
     async with sb.http.get(LISTEN, params={"session_id": "chat_unknown"},
                            headers={"Authorization": f"Bearer {WIDGET}"}) as resp:
         assert resp.status == 404
