@@ -68,3 +68,5 @@ MAX_OPERATOR_MESSAGE_CHARS = 10_000  # code points, as a visitor's message
 MAX_OPERATOR_NAME_CHARS = 100
 HANDOFF_LIST_MAX = 500  # conversations one queue listing returns
 ACTIVITY_PAGE = 500  # activity rows one replay read returns
+# Open listen streams of one conversation, per process (a visitor's tabs and devices).
+MAX_LISTENERS_PER_CONVERSATION = 10

@@ -339,3 +339,30 @@ async def test_a_replay_longer_than_one_page_is_complete(sb: Harness) -> None:
             if event.event == "message" and event.data["role"] == "operator":
                 texts.append(event.data["text"])
     assert texts == [f"line {i}" for i in range(count)]
+
+
+async def test_listen_streams_per_conversation_are_capped(sb: Harness) -> None:
+    await sb.scripted_agent("helper", reply="x")
+    session = (await start_livehelp(sb))["session_id"]
+    params = {"session_id": session}
+    auth_header = {"Authorization": f"Bearer {WIDGET}"}
+    cap = limits.MAX_LISTENERS_PER_CONVERSATION
+    streams = [await sb.http.get(LISTEN, params=params, headers=auth_header)
+               for _ in range(cap)]
+    try:
+        assert [r.status for r in streams] == [200] * cap
+        async with sb.http.get(LISTEN, params=params, headers=auth_header) as refused:
+            assert refused.status == 429
+            assert refused.headers["Retry-After"] == "1"
+        streams.pop().close()  # one leaves: its place is free once the server notices
+        async with asyncio.timeout(10):
+            while True:
+                again = await sb.http.get(LISTEN, params=params, headers=auth_header)
+                if again.status == 200:
+                    streams.append(again)
+                    break
+                again.close()
+                await asyncio.sleep(0.2)
+    finally:
+        for r in streams:
+            r.close()

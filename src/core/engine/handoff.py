@@ -59,6 +59,25 @@ class QueueEntry:
     end_user: EndUser | None
 
 
+class Following:
+    """An admitted follower's activity stream. `close()` (idempotent) gives back what
+    admitting it reserved, whether or not the stream was ever read."""
+
+    def __init__(self, activities: AsyncIterator[Activity],
+                 release: Callable[[], None] = lambda: None) -> None:
+        self._activities = activities
+        self._release = release
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[Activity]:
+        return self._activities
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+
 def _ticket_id(ids: IdSource) -> str:
     return "tkt_" + ids.uuid().replace("-", "")[:12]
 
@@ -70,6 +89,7 @@ class Handoffs:
         self.clock = clock
         self.ids = ids
         self.bus: ActivityBus = bus or LocalBus()
+        self._listeners: dict[str, int] = {}  # open listen streams per conversation
 
     # -- the turn side ------------------------------------------------------------------
 
@@ -238,21 +258,42 @@ class Handoffs:
         return after if after is not None else await self.store.last_activity_id(org_id)
 
     async def watch(self, principal: Principal, after: int | None,
-                    name: str = "") -> AsyncIterator[Activity]:
+                    name: str = "") -> Following:
         """Admit an operator and return the organisation's handoff activity: every state
         change, and the messages written while a person has the conversation."""
         await self.admit_operator(principal, name)
         start = await self._cursor(principal.org_id, after)
-        return self._follow(principal.org_id, start, "", for_operators)
+        return Following(self._follow(principal.org_id, start, "", for_operators))
 
     async def listen(self, principal: Principal, conversation_id: str, access: Access,
-                     after: int | None) -> AsyncIterator[Activity]:
+                     after: int | None) -> Following:
         """Admit the visitor and return one conversation's activity: operator messages,
-        state changes and the bot's replies."""
+        state changes and the bot's replies. At most MAX_LISTENERS_PER_CONVERSATION open
+        at once per process (RESOURCE_EXHAUSTED `concurrency_limited` beyond)."""
         conversation = await admission.admit_conversation(
             self.store, principal, conversation_id, access)
-        start = await self._cursor(principal.org_id, after)
-        return self._follow(principal.org_id, start, conversation.id, lambda a: True)
+        open_now = self._listeners.get(conversation.id, 0)
+        if open_now >= limits.MAX_LISTENERS_PER_CONVERSATION:
+            raise SwitchboardError(
+                Code.RESOURCE_EXHAUSTED, Reason.CONCURRENCY_LIMITED,
+                f"At most {limits.MAX_LISTENERS_PER_CONVERSATION} listen streams may be "
+                "open for one conversation; close one first.", retry_after_s=1.0)
+        self._listeners[conversation.id] = open_now + 1
+        try:
+            start = await self._cursor(principal.org_id, after)
+        except BaseException:
+            self._unlisten(conversation.id)
+            raise
+        return Following(self._follow(principal.org_id, start, conversation.id,
+                                      lambda a: True),
+                         lambda: self._unlisten(conversation.id))
+
+    def _unlisten(self, conversation_id: str) -> None:
+        left = self._listeners.get(conversation_id, 1) - 1
+        if left > 0:
+            self._listeners[conversation_id] = left
+        else:
+            self._listeners.pop(conversation_id, None)
 
 
 def for_operators(activity: Activity) -> bool:

@@ -113,9 +113,12 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         except SwitchboardError as exc:
             await _abort(context, exc)
             return
-        yield operator_pb2.WatchHandoffsResponse()  # admitted: the stream is following
-        async for activity in activities:
-            yield operator_pb2.WatchHandoffsResponse(activity=activity_pb(activity))
+        try:
+            yield operator_pb2.WatchHandoffsResponse()  # admitted: the stream is following
+            async for activity in activities:
+                yield operator_pb2.WatchHandoffsResponse(activity=activity_pb(activity))
+        finally:
+            activities.close()
 
     async def RequestHandoff(self, request: operator_pb2.RequestHandoffRequest,
                              context: Context) -> operator_pb2.RequestHandoffResponse:
@@ -187,9 +190,12 @@ class ListenServicer(operator_pb2_grpc.ListenServiceServicer):
         except SwitchboardError as exc:
             await _abort(context, exc)
             return
-        yield operator_pb2.ListenConversationResponse()  # admitted: the stream is following
-        async for activity in activities:
-            yield operator_pb2.ListenConversationResponse(activity=activity_pb(activity))
+        try:
+            yield operator_pb2.ListenConversationResponse()  # admitted: following from now
+            async for activity in activities:
+                yield operator_pb2.ListenConversationResponse(activity=activity_pb(activity))
+        finally:
+            activities.close()
 
 
 def register_operator_service(core: CoreParts, server: grpc.aio.Server) -> str:
