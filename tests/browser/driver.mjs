@@ -364,7 +364,8 @@ const scenarios = {
     await operator.click("[data-testid=send]");
     await waitShadow(visitor, `return root.querySelector(".msg.operator") !== null;`);
     const shown = await shadow(visitor, `const m = root.querySelector(".msg.operator");
-      return { who: m.querySelector(".who").textContent, text: m.querySelector(".body").textContent };`);
+      return { who: m.querySelector(".who").textContent,
+               text: m.querySelector(".body").textContent };`);
 
     const answer = await visitor.evaluate((q) => window.Switchboard.send(q), params.answer);
     await operator.waitForFunction((text) => Array.from(

@@ -26,7 +26,8 @@ async function api(method, path, body) {
   const init = { method, headers };
   if (method !== "GET") {
     headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify({ ...(body || {}), ...(state.name ? { operator_name: state.name } : {}) });
+    const named = state.name ? { operator_name: state.name } : {};
+    init.body = JSON.stringify({ ...(body || {}), ...named });
   }
   const response = await fetch(url, init);
   const data = await response.json().catch(() => ({}));
