@@ -15,8 +15,9 @@ class KeyKind:
     PUBLISHABLE = "publishable"  # widget: chat routes only, from allowed origins
     SECRET = "secret"  # server side: everything the organisation owns
     SESSION = "session"  # flow dialect: one conversation, one hour
+    OPERATOR = "operator"  # a human operator: the operator routes only (core.handoffs)
 
-    ALL = (PUBLISHABLE, SECRET, SESSION)
+    ALL = (PUBLISHABLE, SECRET, SESSION, OPERATOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class Principal:
     agent_id: str = ""
     conversation_id: str = ""
     client: str = ""  # the visitor's network address, as far as it can be trusted
+    key_name: str = ""  # the key's name (an operator token's operator name)
 
 
 @dataclass(frozen=True, slots=True)

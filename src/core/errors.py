@@ -82,6 +82,8 @@ class Reason(enum.StrEnum):
     TURN_INCOMPLETE = "turn_incomplete"
     CANCELLED = "cancelled"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    HANDOFF_STATE = "handoff_state"
+    HANDOFF_CLAIMED = "handoff_claimed"
     INTERNAL = "internal"
 
 

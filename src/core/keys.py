@@ -20,7 +20,8 @@ from core.domain import ApiKey, KeyKind, Principal
 from core.errors import Code, Reason, SwitchboardError, unauthenticated
 from core.store.base import Store
 
-KEY_PREFIXES = {KeyKind.PUBLISHABLE: "ab_live_", KeyKind.SECRET: "sk_live_"}
+KEY_PREFIXES = {KeyKind.PUBLISHABLE: "ab_live_", KeyKind.SECRET: "sk_live_",
+                KeyKind.OPERATOR: "op_live_"}
 MAX_KEY_CHARS = 512
 # Bounds how long a revoked key keeps working on a replica ("refused within one second").
 KEY_CACHE_TTL_S = 0.5
@@ -68,8 +69,8 @@ class Authenticator:
         now: datetime | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the raw key (shown once, never stored)."""
-        if kind not in (KeyKind.PUBLISHABLE, KeyKind.SECRET):
-            raise ValueError(f"key kind must be publishable or secret, not {kind!r}")
+        if kind not in KEY_PREFIXES:
+            raise ValueError(f"key kind must be publishable, secret or operator, not {kind!r}")
         raw = raw or new_raw_key(kind)
         key = ApiKey(
             id=ids.uuid(), org_id=org_id, kind=kind, prefix=raw[:12], name=name,
@@ -98,7 +99,8 @@ class Authenticator:
         if key is None or not self._valid(key):
             self._cache.pop(digest, None)
             raise unauthenticated("Invalid API key.")
-        principal = Principal(org_id=key.org_id, key_id=key.id, key_kind=key.kind)
+        principal = Principal(org_id=key.org_id, key_id=key.id, key_kind=key.kind,
+                              key_name=key.name if key.kind == KeyKind.OPERATOR else "")
         if len(self._cache) > _MAX_CACHED:
             self._cache.clear()
         self._cache[digest] = (now, principal)

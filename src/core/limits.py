@@ -62,3 +62,11 @@ MAX_ROUTING_PATTERN_CHARS = 500  # regexes run on every message: keep them small
 MAX_CLIENT_TOOL_NAME_CHARS = 64  # the function-name rule model APIs share
 MAX_CLIENT_TOOL_DESCRIPTION_CHARS = 1_024
 MAX_CLIENT_TOOL_PARAMETERS_BYTES = 16 * 1024  # JSON Schema, compact UTF-8 JSON
+
+# Human handoff (core.handoffs)
+MAX_OPERATOR_MESSAGE_CHARS = 10_000  # code points, as a visitor's message
+MAX_OPERATOR_NAME_CHARS = 100
+HANDOFF_LIST_MAX = 500  # conversations one queue listing returns
+ACTIVITY_PAGE = 500  # activity rows one replay read returns
+# Open listen streams of one conversation, per process (a visitor's tabs and devices).
+MAX_LISTENERS_PER_CONVERSATION = 10

@@ -7,10 +7,12 @@ import sys
 
 from core.agents.catalog import AgentCatalog
 from core.agents.definition import AgentDefinition, AgentDefinitionError, load_agent_file
-from core.clock import RandomIds, SystemClock
+from core.clock import IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
-from core.domain import ApiKey, Organisation, OrgSettings
+from core.domain import ApiKey, KeyKind, Organisation, OrgSettings
 from core.keys import DEFAULT_ROTATION_OVERLAP_S, KEY_CACHE_TTL_S, Authenticator
+from core.limits import MAX_OPERATOR_NAME_CHARS
+from core.store.base import Store
 from core.store.factory import open_store
 
 
@@ -27,6 +29,8 @@ async def run(ns: argparse.Namespace, config: CoreConfig) -> int:
     await store.open()
     clock, ids = SystemClock(), RandomIds()
     try:
+        if ns.command == "operators":
+            return await _operator_tokens(ns, store, clock, ids)
         if ns.command == "keys" and ns.keys_command in ("revoke", "rotate"):
             return await _key_lifecycle(ns, Authenticator(store, clock), ids)
         org = await store.get_org_by_slug(ns.org)
@@ -122,3 +126,38 @@ def _describe(exc: Exception) -> str:
             f"  {path or '(root)'}: {msg}" for path, msg in exc.errors.items()
         )
     return f"error: {exc}"
+
+
+async def _operator_tokens(ns: argparse.Namespace, store: Store, clock: SystemClock,
+                           ids: IdSource) -> int:
+    """`switchboard operators token create|list|revoke`: operator tokens are keys of kind
+    `operator` (hashed like every key), named after the operator."""
+    auth = Authenticator(store, clock)
+    if ns.token_command == "revoke":
+        key = await store.get_key(ns.key_id)
+        if key is None or key.kind != KeyKind.OPERATOR or not await auth.revoke(ns.key_id):
+            print(f"error: no active operator token {ns.key_id!r}", file=sys.stderr)
+            return 2
+        print(f"revoked operator token {ns.key_id}")
+        return 0
+    org = await store.get_org_by_slug(ns.org)
+    if org is None:
+        print(f"error: organisation {ns.org!r} not found", file=sys.stderr)
+        return 2
+    if ns.token_command == "list":
+        print("id\tprefix\tname\tcreated\tstatus")
+        for key in await store.list_keys(org.id):
+            if key.kind == KeyKind.OPERATOR:
+                print(f"{key.id}\t{key.prefix}\t{key.name}\t"
+                      f"{key.created_at.isoformat(timespec='seconds')}\t{_status(key, clock)}")
+        return 0
+    name = " ".join(ns.name.split())
+    if not name or len(name) > MAX_OPERATOR_NAME_CHARS:
+        print(f"error: --name must be 1 to {MAX_OPERATOR_NAME_CHARS} characters",
+              file=sys.stderr)
+        return 2
+    key, raw = await auth.create_key(org.id, KeyKind.OPERATOR, ids, name=name)
+    print(f"created operator token {key.id} for {name} in organisation {org.slug}")
+    print(raw)
+    print("(shown once: store it now)", file=sys.stderr)
+    return 0

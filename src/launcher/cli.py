@@ -233,6 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds the old key stays valid (default 86400)")
     _add_db(rotate)
 
+    operators = sub.add_parser("operators", help="manage operator tokens (human handoff)")
+    operators_sub = operators.add_subparsers(dest="operators_command", required=True)
+    token = operators_sub.add_parser("token", help="operator tokens (docs/handoff.md)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    token_create = token_sub.add_parser("create", help="issue a token for one operator "
+                                        "(shown once; stored hashed like keys)")
+    token_create.add_argument("--org", default="demo", help="organisation slug")
+    token_create.add_argument("--name", required=True,
+                              help="the operator's name, as visitors see it")
+    _add_db(token_create)
+    token_list = token_sub.add_parser("list", help="list an organisation's operator tokens")
+    token_list.add_argument("--org", default="demo", help="organisation slug")
+    _add_db(token_list)
+    token_revoke = token_sub.add_parser("revoke", help="revoke an operator token now")
+    token_revoke.add_argument("key_id", help="id of the token (as `token list` shows it)")
+    _add_db(token_revoke)
+
     agents = sub.add_parser("agents", help="manage agents")
     agents_sub = agents.add_subparsers(dest="agents_command", required=True)
     apply = agents_sub.add_parser("apply", help="validate and create/update an agent file")

@@ -41,7 +41,7 @@ def default_dialects() -> list[Dialect]:
     found: list[Dialect] = []
     import importlib
 
-    for name in ("halo", "slug", "aibot", "flow", "openapi", "frontend"):
+    for name in ("halo", "slug", "aibot", "flow", "operator_api", "openapi", "frontend"):
         try:
             module = importlib.import_module(f"shim.{name}")
         except ModuleNotFoundError as exc:

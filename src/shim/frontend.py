@@ -1,5 +1,6 @@
 """The browser front end: `/sdk.js` (stream SDK, an ES module), `/sdk.d.ts`, `/widget.js`
-and `/widget.css` (the `<switchboard-chat>` embed), and the demo page at `/`.
+and `/widget.css` (the `<switchboard-chat>` embed), the demo page at `/` and the operator
+console at `/console` (`console.js`, `console.css`).
 
 The files live in `src/shim/static/` and are read once, at start-up. Scripts and styles
 are public and embedded from other origins, so they carry `Access-Control-Allow-Origin: *`
@@ -43,8 +44,11 @@ ASSETS = {
     "/widget.css": "widget.css",
     "/demo.js": "demo.js",
     "/demo.css": "demo.css",
+    "/console.js": "console.js",
+    "/console.css": "console.css",
 }
 DEMO_PAGE = "/"
+CONSOLE_PAGE = "/console"  # the operator console (docs/handoff.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +104,16 @@ _SUMMARIES = {
     "/demo.js": "The demo page's script.",
     "/demo.css": "The demo page's styles.",
     DEMO_PAGE: "The demo page, with the widget on it.",
+    "/console.js": "The operator console's script.",
+    "/console.css": "The operator console's styles.",
+    CONSOLE_PAGE: "The operator console: the queue, claim, reply, release, close, live.",
 }
 
 
 def _path_item(path: str, content_type: str) -> dict[str, Any]:
     media = content_type.split(";")[0]
-    name = "demoPage" if path == DEMO_PAGE else "asset" + "".join(
+    pages = {DEMO_PAGE: "demoPage", CONSOLE_PAGE: "consolePage"}
+    name = pages.get(path) or "asset" + "".join(
         part.capitalize() for part in path.strip("/").replace(".", "_").split("_"))
     return {"get": {
         "operationId": name, "summary": _SUMMARIES[path], "tags": ["front end"],
@@ -129,7 +137,10 @@ def setup(app: web.Application) -> None:
     page = _load("index.html", _page_headers())
     app.router.add_get(DEMO_PAGE, _handler(page))
     paths[DEMO_PAGE] = _path_item(DEMO_PAGE, page.content_type)
+    console = _load("console.html", _page_headers())
+    app.router.add_get(CONSOLE_PAGE, _handler(console))
+    paths[CONSOLE_PAGE] = _path_item(CONSOLE_PAGE, console.content_type)
     openapi.add_paths(app, paths)
 
 
-__all__ = ["ASSETS", "ASSET_MAX_AGE_S", "DEMO_PAGE", "DEMO_PAGE_CSP", "setup"]
+__all__ = ["ASSETS", "ASSET_MAX_AGE_S", "CONSOLE_PAGE", "DEMO_PAGE", "DEMO_PAGE_CSP", "setup"]

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import HttpVersion11, web
 
 from core.ids import canonical_conversation_id
-from shim import cors, openapi
+from shim import cors, halo_listen, openapi
 from shim.common import (
     BadRequest,
     CoreCallError,
@@ -371,10 +371,12 @@ def setup(app: web.Application) -> None:
     app.router.add_post(STOP_PATH, stop)
     app.router.add_get(RESUME_PATH, resume)
     app.router.add_get(HISTORY_PATH, history)
+    halo_listen.setup(app)
     for path in (CHAT_PATH, STREAM_PATH, STOP_PATH):
         cors.allow(app, path, expose=EXPOSED_HEADERS)
     cors.allow(app, RESUME_PATH, methods=("GET",), expose=EXPOSED_HEADERS)
     cors.allow(app, HISTORY_PATH, methods=("GET",), expose=EXPOSED_HEADERS)
+    cors.allow(app, halo_listen.LISTEN_PATH, methods=("GET",), expose=EXPOSED_HEADERS)
     openapi.add_paths(app, PATHS, COMPONENTS)
 
 

@@ -39,6 +39,9 @@ TABLE: Final = GENERIC.override(
         "wait_expired": (422, "unprocessable"),
         "wait_already_used": (422, "unprocessable"),
         "input_mismatch": (422, "unprocessable"),
+        # Operator-route reasons (docs/handoff.md), if a Halo route ever meets them.
+        "handoff_state": (422, "unprocessable"),
+        "handoff_claimed": (422, "unprocessable"),
         "idempotency_mismatch": (422, "idempotency_mismatch"),
         # A turn is already running in this session: retry once it ended.
         "turn_in_progress": (429, "turn_in_progress"),

@@ -23,9 +23,10 @@ from shim.halo_wire import action_json, session_id
 from switchboard.v1 import chat_pb2
 
 HISTORY_PATH = "/api/sdk/chat/history"
-# What a widget shows of a conversation: its visitor's and its agent's words. Tool
-# messages are the agent's working notes, not part of what the visitor saw.
-SHOWN_ROLES = frozenset({"user", "assistant"})
+# What a widget shows of a conversation: its visitor's, its agent's and its operators'
+# words (a person who took it over: docs/handoff.md). Tool messages are the agent's
+# working notes, not part of what the visitor saw.
+SHOWN_ROLES = frozenset({"user", "assistant", "operator"})
 
 
 def _limit(raw: str | None) -> int:
@@ -44,13 +45,16 @@ def _text(fields: Any, name: str) -> str:
 
 
 def message_json(message: chat_pb2.Message) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "role": message.role,
         "text": message.content,
         "actions": [action_json(a) for a in message.actions],
         "created_at": message.created_at.ToDatetime(tzinfo=UTC).isoformat()
         .replace("+00:00", "Z"),
     }
+    if message.role == "operator":
+        out["operator_name"] = message.operator_name
+    return out
 
 
 async def history(request: web.Request) -> web.Response:

@@ -123,10 +123,12 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["role", "text", "actions", "created_at"],
         "properties": {
-            "role": {"type": "string", "enum": ["user", "assistant"]},
+            "role": {"type": "string", "enum": ["user", "assistant", "operator"]},
             "text": {"type": "string"},
             "actions": {"type": "array", "items": {"$ref": _REF + "HaloAction"}},
             "created_at": {"type": "string", "format": "date-time"},
+            "operator_name": {"type": "string",
+                              "description": "For role operator: who wrote it."},
         },
     },
     "HaloHistoryResponse": {
@@ -329,6 +331,36 @@ PATHS: dict[str, Any] = {
                         }
                     },
                 },
+                **_ERRORS,
+            },
+        },
+    },
+    "/api/sdk/chat/listen": {
+        "get": {
+            "operationId": "haloChatListen",
+            "summary": "Follow the session live (SSE): operator messages, handoff state "
+                       "changes and the bot's replies (docs/handoff.md).",
+            "description": "Admitted like the history: the same visitor only. Each event "
+                           "has `id:` (resume with Last-Event-ID or `lastEventId`), "
+                           "`event: message|state` and JSON `data:`. Without a cursor it "
+                           "starts from now.",
+            "tags": ["halo"],
+            "security": _SECURITY,
+            "parameters": [
+                {"name": "session_id", "in": "query", "required": True,
+                 "schema": {"type": "string"}, "description": "chat_<uuid>"},
+                {"name": "user_id", "in": "query", "required": False,
+                 "schema": {"type": "string"}},
+                {"name": "user_token", "in": "query", "required": False,
+                 "schema": {"type": "string"}},
+                {"name": "lastEventId", "in": "query", "required": False,
+                 "schema": {"type": "string"}, "description": "Resume after this event id."},
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "string"}, "description": "Resume after this event id."},
+            ],
+            "responses": {
+                "200": {"description": "The event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                 **_ERRORS,
             },
         },

@@ -110,6 +110,8 @@ GENERIC: Final = ErrorTable(
         "turn_in_progress": (409, "turn_in_progress"),
         "idempotency_mismatch": (409, "idempotency_mismatch"),
         "wait_already_used": (409, "wait_already_used"),
+        "handoff_state": (400, "handoff_state"),
+        "handoff_claimed": (409, "handoff_claimed"),
         "interrupt_expired": (410, "interrupt_expired"),
         "wait_expired": (410, "wait_expired"),
         "payload_too_large": (413, "payload_too_large"),

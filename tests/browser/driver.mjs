@@ -333,6 +333,67 @@ const scenarios = {
     }, params);
   },
 
+  // Human handoff: the visitor's widget page and the operator console, open at once,
+  // exchanging messages live.
+  async handoff(page) {
+    const errors = [];
+    const visitor = page;
+    const operator = await page.context().newPage();
+    for (const p of [visitor, operator]) {
+      p.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+    }
+    await visitor.goto(params.page);
+    await widgetReady(visitor);
+    await visitor.evaluate(() => window.Switchboard.open());
+    await visitor.evaluate((q) => window.Switchboard.element.send(q, { mode: "livehelp" }),
+                           params.ask);
+
+    await operator.goto(params.console);
+    await operator.fill("#token", params.token);
+    await operator.click("#sign-in button[type=submit]");
+    const entry = operator.locator("#queue li[data-state=waiting] button");
+    await entry.first().waitFor();
+    const queued = await entry.count();
+    await entry.first().click();
+    await operator.click("[data-testid=claim]");
+    await operator.waitForFunction(() =>
+      document.querySelector("[data-testid=state]").dataset.state === "human");
+    await waitShadow(visitor, `return Array.from(root.querySelectorAll(".msg.notice"))
+      .some((m) => m.textContent.includes("joined the conversation"));`);
+    await operator.fill("[data-testid=reply-text]", params.reply);
+    await operator.click("[data-testid=send]");
+    await waitShadow(visitor, `return root.querySelector(".msg.operator") !== null;`);
+    const shown = await shadow(visitor, `const m = root.querySelector(".msg.operator");
+      return { who: m.querySelector(".who").textContent,
+               text: m.querySelector(".body").textContent };`);
+
+    const answer = await visitor.evaluate((q) => window.Switchboard.send(q), params.answer);
+    await operator.waitForFunction((text) => Array.from(
+      document.querySelectorAll("#messages li.user")).some((li) => li.textContent.includes(text)),
+      params.answer);
+    const consoleLog = await operator.evaluate(() => Array.from(
+      document.querySelectorAll("#messages li")).map((li) => ({
+        role: li.dataset.role, text: li.lastChild.textContent })));
+    // A reload mid-handoff: the transcript (operator message included) comes back from
+    // the server and the widget listens again.
+    await visitor.reload();
+    await widgetReady(visitor);
+    await waitShadow(visitor, `return root.querySelector(".msg.operator") !== null;`);
+    await operator.fill("[data-testid=reply-text]", params.second);
+    await operator.click("[data-testid=send]");
+    await waitShadow(visitor, `return Array.from(root.querySelectorAll(".msg.operator"))
+      .some((m) => m.textContent.includes(arg));`, params.second);
+    const afterReload = await shadow(visitor, `return Array.from(root.querySelectorAll(
+      ".msg.operator .body")).map((b) => b.textContent);`);
+    await operator.click("[data-testid=release]");
+    await waitShadow(visitor, `return Array.from(root.querySelectorAll(".msg.notice"))
+      .some((m) => m.textContent.includes("assistant again"));`);
+    const afterRelease = await visitor.evaluate((q) => window.Switchboard.send(q), params.after);
+    return { queued, shown, answer, consoleLog, afterRelease, afterReload, errors,
+             visitorLog: await shadow(visitor, `return Array.from(root.querySelectorAll(".msg"))
+               .map((m) => m.className + ": " + m.querySelector(".body").textContent);`) };
+  },
+
   // The demo page with an answered question, for the README.
   async screenshot(page) {
     await page.goto(params.page);

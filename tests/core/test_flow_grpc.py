@@ -124,6 +124,10 @@ async def test_unknown_order_is_asked_again_three_times_then_handed_off(sb: Harn
     assert handoff.type == "handoff" and handoff.payload["team"] == "support"
     tickets = await sb.core.store.list_tickets(sb.org_id, s.conversation_id)
     assert [t["id"] for t in tickets] == [handoff.payload["ticket_id"]]
+    # The conversation waits for a person in the operators' queue (docs/handoff.md).
+    waiting = await sb.core.store.get_handoff(sb.org_id, s.conversation_id)
+    assert waiting is not None and waiting.state == "waiting"
+    assert waiting.ticket_id == handoff.payload["ticket_id"]
 
 
 async def test_input_mismatch_keeps_the_wait_usable(sb: Harness) -> None:

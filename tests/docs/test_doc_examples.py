@@ -161,7 +161,8 @@ def prepare(command: str, http_port: int, grpc_port: int, seen: str) -> str:
     program = f"{shlex.quote(sys.executable)} -m launcher.cli"
     command = re.sub(r"(?m)(^|\s)(\.venv/bin/)?switchboard chat\b",
                      rf"\1{program} chat --core 127.0.0.1:{grpc_port}", command)
-    command = re.sub(r"(?m)(^|\s)(\.venv/bin/)?switchboard\b", rf"\1{program}", command)
+    # Also inside a command substitution: `TOKEN=$(switchboard ... | tail -1)`.
+    command = re.sub(r"(?m)(^|\s|\$\()(\.venv/bin/)?switchboard\b", rf"\1{program}", command)
     for elided, pattern in ELIDED.items():
         if elided in command:
             latest = pattern.findall(seen)

@@ -40,9 +40,21 @@ async def test_demo_page_has_the_widget_and_a_strict_policy(sb: Harness) -> None
     assert html.count("<script") == html.count("<script src=")
 
 
+async def test_console_page_is_served_under_the_strict_policy(sb: Harness) -> None:
+    async with sb.http.get("/console") as resp:
+        assert resp.status == 200 and resp.content_type == "text/html"
+        assert resp.headers["Content-Security-Policy"] == DEMO_PAGE_CSP
+        html = await resp.text()
+    assert '<script type="module" src="/console.js"></script>' in html
+    assert html.count("<script") == html.count("<script type=\"module\" src=")
+    for path in ("/console.js", "/console.css"):
+        async with sb.http.get(path) as resp:
+            assert resp.status == 200
+
+
 def test_every_asset_ships_in_the_package() -> None:
     from importlib import resources
 
     static = resources.files("shim") / "static"
-    for name in [*ASSETS.values(), "index.html"]:
+    for name in [*ASSETS.values(), "index.html", "console.html"]:
         assert (static / name).is_file(), name

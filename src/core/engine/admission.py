@@ -5,7 +5,8 @@ and flow messages all ask the same three questions, in this order:
 
 1. **Origin.** A publishable key, and every flow session token it issued, works only from
    the organisation's allowed origins when the call carries a browser Origin.
-2. **Key kind.** Dialects documented as server-side APIs (slug) need a secret key. The
+2. **Key kind.** Operator tokens are refused here (they only reach the operator routes).
+   Dialects documented as server-side APIs (slug) need a secret key. The
    dialect name is the client's own word over gRPC, so it is not what keeps a slug
    conversation private: its owner is (3).
 3. **Owner.** Each conversation records who started it (`ConversationRecord.owner`):
@@ -102,6 +103,9 @@ async def admit_key(store: Store, principal: Principal, origin: str,
     org = await store.get_org(principal.org_id)
     if org is None:
         raise SwitchboardError(Code.UNAUTHENTICATED, Reason.UNAUTHENTICATED, "Unknown key.")
+    if principal.key_kind == KeyKind.OPERATOR:
+        # An operator token reaches the operator routes only (core.engine.handoff).
+        require_kind(principal, KeyKind.PUBLISHABLE, KeyKind.SECRET)
     check_origin(principal, org, origin)
     if dialect in SECRET_KEY_DIALECTS:
         require_kind(principal, KeyKind.SECRET)

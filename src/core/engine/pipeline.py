@@ -32,6 +32,7 @@ from core.engine.live import LiveTurn, LiveTurns
 from core.engine.recovery import FailedCommits, failed_commit
 from core.errors import Code, Reason, SwitchboardError
 from core.events import Event, EventBody, StreamError
+from core.handoffs import ActivityDraft
 from core.outbox import events as outbox
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
 from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
@@ -131,6 +132,7 @@ class TurnPipeline:
         messages: Sequence[MessageRecord] = (),
         interrupt: InterruptRecord | None = None,
         usage: UsageEntry | None = None,
+        activity: Sequence[ActivityDraft] = (),
     ) -> bool:
         """Store the turn, then publish its terminal event and take it out of the registry.
         Runs shielded from a second cancellation: a stop arriving while the turn is stored
@@ -144,6 +146,7 @@ class TurnPipeline:
             turn_id=live.turn_id, conversation_id=live.conversation_id, status=status,
             last_seq=event.seq, updated_at=self.clock.now(), events=(*live.events, event),
             messages=tuple(messages), interrupt=interrupt, usage=usage,
+            activity=tuple(activity),
         )
         commit = replace(commit, outbox=self._commit_outbox(commit, event, live.org_id))
         stored = True

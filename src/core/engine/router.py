@@ -14,7 +14,8 @@ A rule's `when:` holds one or more conditions; all of them must hold:
 - `keywords`: words or phrases, case-insensitive, each matched at a word start anywhere in
   the message ("error" matches "errors", "bug" does not match "debug");
 - `pattern`: a regular expression searched in the message, case-insensitive;
-- `mode`: the request's mode, or a list of modes (e.g. `livehelp`);
+- `mode`: the request's mode, or a list of modes (e.g. `livehelp`; a `livehelp` request
+  no rule matches goes to the `support` team all the same: the visitor asked for a person);
 - `outside_hours`: `{timezone, days, open, close, holidays}`: true when the injected clock's
   `now`, in that timezone, is outside the opening hours (a close before the open time means
   the hours run past midnight; `holidays` are whole closed dates, `YYYY-MM-DD`).
@@ -41,6 +42,7 @@ log = logging.getLogger("switchboard.router")
 
 DEFAULT_ACK = "Thanks, I'm connecting you with our {team} team. Someone will be with you shortly."
 DEFAULT_ACTION = "route_to_team"
+DEFAULT_TEAM = "support"  # who takes `mode: livehelp` when no rule names a team
 _SUBJECT_CHARS = 120  # ticket subjects quote the start of the user's message
 
 
@@ -147,6 +149,15 @@ def route(agent: AgentDefinition, message: str, mode: str, now: datetime) -> Rou
                 rule=rule,
                 subject=subject or f"Routed to {team}",
             )
+    if mode == "livehelp":
+        # The visitor asked for a person (the widget's "Talk to a person"): with no rule
+        # of the agent's own for it, the default team takes it.
+        return RouteDecision(
+            team=DEFAULT_TEAM, action=DEFAULT_ACTION,
+            message=DEFAULT_ACK.replace("{team}", DEFAULT_TEAM),
+            rule={"team": DEFAULT_TEAM, "when": {"mode": "livehelp"}},
+            subject=" ".join(message.split())[:_SUBJECT_CHARS] or f"Routed to {DEFAULT_TEAM}",
+        )
     return None
 
 

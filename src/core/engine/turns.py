@@ -40,6 +40,7 @@ from core.domain import (
 )
 from core.engine import admission, client_tools, intake, router
 from core.engine.admission import Access, Caller
+from core.engine.handoff import WAITING_ACK, Handoffs
 from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
 from core.engine.live import CANCEL_STOP, LiveTurn
@@ -63,6 +64,13 @@ from core.events import (
     TurnStatus,
     Usage,
     UsageEvent,
+)
+from core.handoffs import (
+    ActivityDraft,
+    ActivityKind,
+    HandoffRecord,
+    HandoffState,
+    message_data,
 )
 from core.ids import canonical_conversation_id
 from core.observability.turns import observe_provider, turn_finished
@@ -170,6 +178,8 @@ class TurnEngine:
         self.rate_limiter = self.pipeline.rate_limiter
         self.idempotency = Idempotency(store, self.live, clock)
         self.storage = StorageQuota(store, clock)
+        # Human handoff: held conversations, operators, the activity streams.
+        self.handoffs = Handoffs(store, clock, ids)
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -281,9 +291,13 @@ class TurnEngine:
         if conversation is not None:
             self.pipeline.refuse_if_running(conversation.id)
         now = self.clock.now()
+        # While a person has the conversation the bot is quiet: no routing, no model.
+        held = (await self.handoffs.held(org.id, conversation.id)
+                if conversation is not None else None)
         # Routing rules and handoffs run before anything is stored: after a handoff the
         # turn, its reply and the conversation belong to the agent it was handed to.
-        plan = await router.plan(self.agents, agent, conversation, request.message, mode, now)
+        plan = router.Plan(agent) if held is not None else await router.plan(
+            self.agents, agent, conversation, request.message, mode, now)
         agent = plan.agent
         new_conversation = None
         if conversation is None:
@@ -324,7 +338,12 @@ class TurnEngine:
                 {**conversation.variables, **request.variables}
                 if request.variables and new_conversation is None else None
             ),
+            # Operators get the visitor's message with the turn that stores it.
+            activity=(ActivityDraft(ActivityKind.MESSAGE, message_data(user_message, True)),)
+            if held is not None else (),
         ), request.idempotency_key)
+        if held is not None:
+            await self.handoffs.published(org.id)
         live.emit(TurnStarted(conversation.id, agent.id, agent.slug, turn_id,
                               new_conversation=new_conversation is not None))
         if plan.handoff is not None:
@@ -342,7 +361,7 @@ class TurnEngine:
         )
         # Usage is billed to the resolved identity (verified claims win over the body's).
         billed = replace(request, user_id=identity.user_id or request.user_id)
-        self._spawn(live, self._run(live, agent, billed, state, base, decision))
+        self._spawn(live, self._run(live, agent, billed, state, base, decision, held))
         return live
 
     async def _resume_turn(self, principal: Principal, org: Organisation,
@@ -437,9 +456,12 @@ class TurnEngine:
         )
 
     async def _model_history(self, org_id: str, conversation_id: str) -> list[ChatMessage]:
-        """The conversation's latest user and assistant messages, oldest first."""
+        """The conversation's latest user and assistant messages, oldest first. What an
+        operator said is the assistant's side of the conversation to the model, so after a
+        release the bot knows what the person told the visitor."""
         messages = await self.store.recent_messages(org_id, conversation_id, HISTORY_FOR_MODEL)
-        return [ChatMessage(m.role, m.content) for m in messages]
+        return [ChatMessage("assistant" if m.role == "operator" else m.role, m.content)
+                for m in messages]
 
     # -- running turns ------------------------------------------------------------------
 
@@ -451,13 +473,22 @@ class TurnEngine:
         state: LoopState,
         base: GenerationRequest,
         decision: router.RouteDecision | None,
+        held: HandoffRecord | None = None,
     ) -> None:
         status = TurnStatus.COMPLETED
         routing: Routing | None = None
         pending: tuple[Any, ...] = ()
         error: StreamError | None = None
         try:
-            if decision is not None:
+            if held is not None:
+                routing = Routing(router.DEFAULT_ACTION, held.ticket_id, held.team)
+                if held.state == HandoffState.WAITING:
+                    state.text = WAITING_ACK.format(team=held.team)
+                live.emit(RoutedEvent(routing))
+                if state.text:
+                    live.emit(TextDelta(state.text))
+                status = TurnStatus.ROUTED
+            elif decision is not None:
                 routing = await self._route(live, agent, decision)
                 state.text = decision.message
                 live.emit(RoutedEvent(routing))
@@ -490,19 +521,28 @@ class TurnEngine:
             error = StreamError(Code.INTERNAL.name, Reason.INTERNAL.value, "Internal error.")
             log.exception("turn %s failed", live.turn_id)
         try:
-            await self._finish(live, agent, request, state, base, status, routing, pending, error)
+            await self._finish(live, agent, request, state, base, status, routing, pending, error,
+                               held=held)
         finally:
             self.live.remove(live)
 
     async def _route(
         self, live: LiveTurn, agent: AgentRecord, decision: router.RouteDecision
     ) -> Routing:
-        ticket_id = "tkt_" + self.ids.uuid().replace("-", "")[:12]
-        await self.store.create_ticket(
-            ticket_id, live.org_id, live.conversation_id, decision.team,
-            decision.subject or f"Routed by rule to {decision.team}", self.clock.now(),
-        )
-        return Routing(action=decision.action, ticket_id=ticket_id, team=decision.team)
+        """Send the conversation to the team: it waits for a person (core.handoffs)."""
+        try:
+            return await self.handoffs.request_from_turn(
+                live.org_id, live.conversation_id, decision.team, decision.action,
+                decision.subject or f"Routed by rule to {decision.team}",
+                str(decision.rule.get("reason") or ("livehelp" if decision.rule.get("when", {})
+                                                     .get("mode") else "routing_rule")))
+        except SwitchboardError as exc:
+            if exc.reason != Reason.HANDOFF_STATE:
+                raise
+            # Requested elsewhere meanwhile (an operator call): it is waiting already.
+            current = await self.store.get_handoff(live.org_id, live.conversation_id)
+            return Routing(decision.action, current.ticket_id if current else "",
+                           current.team if current else decision.team)
 
     async def _finish(
         self,
@@ -515,6 +555,7 @@ class TurnEngine:
         routing: Routing | None,
         pending: tuple[Any, ...],
         error: StreamError | None,
+        held: HandoffRecord | None = None,
     ) -> None:
         """Decide the turn's outcome (reply, interrupt or error) and commit it through the
         pipeline (stored, then published)."""
@@ -531,6 +572,7 @@ class TurnEngine:
             live.emit(UsageEvent(usage))
         messages: list[MessageRecord] = []
         interrupt: InterruptRecord | None = None
+        activity: tuple[ActivityDraft, ...] = ()
         if pending:
             expires = now + timedelta(seconds=self.config.interrupt_ttl_s)
             interrupt_id = "int_" + self.ids.uuid().replace("-", "")
@@ -565,7 +607,13 @@ class TurnEngine:
                 usage=usage,
                 metadata={"routing": asdict(routing)} if routing else {},
             )
-            messages.append(message)
+            if held is None:
+                # A held turn's acknowledgement is not part of the transcript: the
+                # operator sees the visitor's words, not the same notice after each one.
+                messages.append(message)
+                if message.content:
+                    activity = (ActivityDraft(ActivityKind.MESSAGE,
+                                              message_data(message, routing is not None)),)
             terminal = Completed(
                 text=state.text, actions=tuple(state.actions), confidence=state.confidence,
                 usage=usage, routing=routing, status=status, agent_id=agent.id,
@@ -586,7 +634,10 @@ class TurnEngine:
                 live.turn_id, usage.model, new.prompt_tokens, new.completion_tokens,
                 new.cost_micros, now,
             ) if new.total_tokens or new.cost_micros else None,
+            activity=activity,
         )
+        if activity:
+            await self.handoffs.published(live.org_id)
         turn_finished(live, agent, request.dialect, status, new)
 
     # -- reading and controlling turns --------------------------------------------------

@@ -134,6 +134,16 @@ class _EngineIO:
         return "".join(parts).strip(), usage
 
     async def handoff(self, team: str, subject: str) -> str:
+        """A `handoff` step: the conversation waits for a person (core.handoffs), with its
+        ticket. Already waiting or with an operator: just another ticket."""
+        try:
+            routing = await self._engine.turns.handoffs.request_from_turn(
+                self._ctx.org_id, self._ctx.conversation_id, team, "route_to_team", subject,
+                "flow_handoff")
+            return routing.ticket_id
+        except SwitchboardError as exc:
+            if exc.reason != Reason.HANDOFF_STATE:
+                raise
         ticket_id = "tkt_" + self._engine.ids.uuid().replace("-", "")[:12]
         await self._engine.store.create_ticket(
             ticket_id, self._ctx.org_id, self._ctx.conversation_id, team, subject,

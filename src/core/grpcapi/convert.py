@@ -236,4 +236,5 @@ def message_pb(m: MessageRecord) -> chat_pb2.Message:
         actions=[action_pb(a) for a in m.actions], confidence=m.confidence,
         usage=usage_pb(m.usage), images=list(m.images), created_at=_ts(m.created_at),
         agent_id=m.agent_id,
+        operator_name=str(m.metadata.get("operator_name", "")) if m.role == "operator" else "",
     )

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core import clientaddr, http_pool
+from core.activity_bus import RedisBus
 from core.agents.catalog import AgentCatalog
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
@@ -23,6 +24,7 @@ from core.grpcapi.chat_servicer import ChatServicer
 from core.grpcapi.concurrency import ConcurrencyInterceptor
 from core.grpcapi.flow_servicer import register_flow_service
 from core.grpcapi.inprocess import HandlerRegistry, InProcessChannel
+from core.grpcapi.operator_servicer import LISTEN_SERVICE, register_operator_service
 from core.grpcapi.readiness import StoreReadiness
 from core.grpcapi.services import ServiceRegistrar
 from core.keys import Authenticator
@@ -85,19 +87,23 @@ class CoreServer:
             # One limiter for the whole engine: the pipeline's and the turn engine's alias.
             self.engine.pipeline.rate_limiter = self.redis_limits
             self.engine.rate_limiter = self.redis_limits
+        if config.redis_url:
+            # Operators and visitors on any replica hear changes made on any other.
+            self.engine.handoffs.bus = RedisBus(config.redis_url)
         track_live_turns(self.engine.live)
         self.retention = Retention(self.store, self.clock, config.event_retention_days)
         # Webhooks out: sent apart from turns; a turn's commit only wakes it.
         self.webhooks = Dispatcher(self.store, self.clock)
         self.engine.pipeline.outbox_written = self.webhooks.wake
+        self.engine.handoffs.outbox_written = self.webhooks.wake
         self._health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self._handlers: HandlerRegistry | None = None
         self.port = 0
         self.extra_services: list[str] = []
         self.readiness: StoreReadiness | None = None
-        # FlowService is part of every core; callers add more.
-        self._registrars = (register_flow_service, *services)
+        # FlowService and the handoff services are part of every core; callers add more.
+        self._registrars = (register_flow_service, register_operator_service, *services)
 
     async def start(self) -> int:
         http_pool.hold()
@@ -142,7 +148,7 @@ class CoreServer:
         for register in self._registrars:
             self.extra_services.append(register(self, both))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, both)
-        names = (CHAT_SERVICE, *self.extra_services, health.SERVICE_NAME,
+        names = (CHAT_SERVICE, *self.extra_services, LISTEN_SERVICE, health.SERVICE_NAME,
                  reflection.SERVICE_NAME)
         # Reflection picks its aio servicer by the server's type, so it gets the real one
         # (the shim never calls reflection).
@@ -197,6 +203,7 @@ class CoreServer:
             await self.redis_limits.close()
         if self.remote_stops is not None:
             await self.remote_stops.close()
+        await self.engine.handoffs.bus.close()
         await http_pool.release()
         log.info("core stopped")
 

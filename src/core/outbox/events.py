@@ -78,8 +78,10 @@ def message_created(ids: IdSource, m: MessageRecord) -> OutboxEvent:
     }
     if m.agent_id:
         message["agent_id"] = m.agent_id
-    if m.metadata.get("operator"):  # operator messages (human handoff) name who wrote them
-        message["operator"] = m.metadata["operator"]
+    # Operator messages (human handoff) name who wrote them.
+    operator = m.metadata.get("operator_name") or m.metadata.get("operator")
+    if operator:
+        message["operator"] = operator
     return OutboxEvent(new_event_id(ids), m.org_id, MESSAGE_CREATED, m.conversation_id,
                        m.created_at, {"message": message})
 
@@ -120,7 +122,7 @@ def _handoff(ids: IdSource, kind: str, org_id: str, conversation_id: str, at: da
 def handoff_requested(ids: IdSource, org_id: str, conversation_id: str, at: datetime, *,
                       reason: str = "", team: str = "") -> OutboxEvent:
     """The conversation went `bot` → `waiting` (`reason`: livehelp, routing_rule,
-    escalation, api)."""
+    flow_handoff, api, or a rule's or caller's own)."""
     return _handoff(ids, HANDOFF_REQUESTED, org_id, conversation_id, at,
                     {"state": "waiting", "reason": reason, "team": team})
 

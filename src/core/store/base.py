@@ -37,6 +37,13 @@ from core.domain import (
 )
 from core.errors import Code, Reason, SwitchboardError
 from core.events import Event
+from core.handoffs import (
+    Activity,
+    ActivityDraft,
+    HandoffRecord,
+    HandoffRequest,
+    Operator,
+)
 from core.outbox.deliveries import AttemptResult, Delivery, DeliveryRecord
 from core.outbox.endpoints import WebhookEndpoint
 from core.outbox.events import OutboxEvent
@@ -103,6 +110,8 @@ class TurnBegin:
     # Webhook events of the start (conversation.created, message.created), written in
     # the same transaction (core.outbox).
     outbox: tuple[OutboxEvent, ...] = ()
+    # Rows of the conversation's activity log (core.handoffs) written with the start.
+    activity: tuple[ActivityDraft, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,7 @@ class TurnCommit:
     usage: UsageEntry | None = None
     # Webhook events of the end (message.created, turn.completed), in the same transaction.
     outbox: tuple[OutboxEvent, ...] = ()
+    activity: tuple[ActivityDraft, ...] = ()  # activity-log rows written with the end
 
 
 class Store(Protocol):
@@ -320,3 +330,51 @@ class Store(Protocol):
         and events left without deliveries; returns the deliveries removed."""
         ...
 
+
+    # Human handoff (core.handoffs). Each transition is one transaction: a conditional
+    # update of the handoff row plus its activity row and its webhook events (`outbox`);
+    # a refused one raises the SwitchboardError `core.handoffs.check_transition` names
+    # (NOT_FOUND for a conversation of another organisation).
+    async def get_handoff(self, org_id: str, conversation_id: str) -> HandoffRecord | None:
+        ...
+
+    async def list_handoffs(self, org_id: str, states: Sequence[str],
+                            limit: int = ...) -> list[HandoffRecord]:
+        """The organisation's handoffs in these states, least recently changed first."""
+        ...
+
+    async def request_handoff(self, request: HandoffRequest, outbox: Sequence[OutboxEvent] = ()
+                              ) -> tuple[HandoffRecord, Activity]:
+        """bot/closed -> waiting, with its ticket."""
+        ...
+
+    async def claim_handoff(self, org_id: str, conversation_id: str, operator: Operator,
+                            now: datetime, outbox: Sequence[OutboxEvent] = ()
+                            ) -> tuple[HandoffRecord, Activity]:
+        """waiting -> human: exactly one of concurrent claims wins."""
+        ...
+
+    async def release_handoff(self, org_id: str, conversation_id: str, operator: Operator,
+                              now: datetime, outbox: Sequence[OutboxEvent] = ()
+                              ) -> tuple[HandoffRecord, Activity]:
+        """waiting/human -> bot."""
+        ...
+
+    async def close_handoff(self, org_id: str, conversation_id: str, operator: Operator,
+                            now: datetime, outbox: Sequence[OutboxEvent] = ()
+                            ) -> tuple[HandoffRecord, Activity]:
+        """waiting/human -> closed."""
+        ...
+
+    async def add_operator_message(self, message: MessageRecord, operator: Operator,
+                                   now: datetime, outbox: Sequence[OutboxEvent] = ()
+                                   ) -> Activity:
+        """An operator's message in the transcript and the activity log (state human)."""
+        ...
+
+    async def list_activity(self, org_id: str, after_id: int, conversation_id: str = "",
+                            limit: int = ...) -> list[Activity]:
+        """Activity rows with id > after_id, in id (= commit) order."""
+        ...
+
+    async def last_activity_id(self, org_id: str) -> int: ...

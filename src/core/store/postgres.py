@@ -39,6 +39,7 @@ from core.store.failures import StoreHealth
 from core.store.postgres_db import PgDatabase, rowcount
 from core.store.postgres_db import as_stored as _as_stored
 from core.store.postgres_flows import PgFlowsMixin
+from core.store.postgres_handoff import PgHandoffMixin, append_activity
 from core.store.postgres_outbox import PgOutboxMixin, append_outbox
 from core.store.rows import dumps, loads
 
@@ -52,7 +53,7 @@ def _compact(event: Event) -> dict[str, Any]:
     return data
 
 
-class PostgresStore(PgFlowsMixin, PgOutboxMixin):
+class PostgresStore(PgFlowsMixin, PgOutboxMixin, PgHandoffMixin):
     """PostgreSQL implementation of `core.store.base.Store`."""
 
     def __init__(self, dsn: str) -> None:
@@ -352,6 +353,8 @@ class PostgresStore(PgFlowsMixin, PgOutboxMixin):
                     dumps(u.context), t.created_at,
                 )
             await append_outbox(conn, begin.outbox)
+            for draft in begin.activity:
+                await append_activity(conn, t.org_id, t.conversation_id, draft, t.created_at)
         return t
 
     @staticmethod
@@ -433,6 +436,9 @@ class PostgresStore(PgFlowsMixin, PgOutboxMixin):
                     dumps(i.state), i.expires_at, i.created_at,
                 )
             await append_outbox(conn, commit.outbox)
+            for draft in commit.activity:
+                await append_activity(conn, held[0], commit.conversation_id, draft,
+                                      commit.updated_at)
 
     @staticmethod
     def _turn(row: asyncpg.Record) -> TurnRecord:
@@ -482,7 +488,7 @@ class PostgresStore(PgFlowsMixin, PgOutboxMixin):
     ) -> list[MessageRecord]:
         rows = await self.db.fetchall(
             "SELECT * FROM messages WHERE conversation_id = $1 AND org_id = $2 "
-            "AND role IN ('user', 'assistant') AND content <> '' "
+            "AND role IN ('user', 'assistant', 'operator') AND content <> '' "
             "ORDER BY seq_no DESC LIMIT $3",
             conversation_id, org_id, limit,
         )

@@ -23,6 +23,7 @@ from core.domain import (
 )
 from core.events import ActionData, Usage
 from core.flows.store import ExecutionRecord, ModelPrice
+from core.handoffs import Activity, HandoffRecord
 from core.outbox.endpoints import WebhookEndpoint, events_from_text
 
 ReadTime = Callable[[Any], datetime]
@@ -122,4 +123,21 @@ def webhook_endpoint(row: Row, when: ReadTime) -> WebhookEndpoint:
     return WebhookEndpoint(
         id=row["id"], org_id=row["org_id"], url=row["url"], secret=row["secret"],
         events=events_from_text(row["events"]), created_at=when(row["created_at"]),
+    )
+
+
+def handoff(row: Row, when: ReadTime) -> HandoffRecord:
+    return HandoffRecord(
+        conversation_id=row["conversation_id"], org_id=row["org_id"], state=row["state"],
+        updated_at=when(row["updated_at"]), team=row["team"], ticket_id=row["ticket_id"],
+        reason=row["reason"], operator_id=row["operator_id"],
+        operator_name=row["operator_name"], requested_at=_maybe(when, row["requested_at"]),
+    )
+
+
+def activity(row: Row, when: ReadTime) -> Activity:
+    return Activity(
+        id=int(row["id"]), org_id=row["org_id"], conversation_id=row["conversation_id"],
+        kind=row["kind"], data=loads(row["data_json"]) or {},
+        created_at=when(row["created_at"]),
     )

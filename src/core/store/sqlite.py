@@ -37,6 +37,7 @@ from core.store.sqlite_db import Database, micros
 from core.store.sqlite_db import dt as _dt
 from core.store.sqlite_db import ts as _ts
 from core.store.sqlite_flows import SqliteFlowsMixin
+from core.store.sqlite_handoff import SqliteHandoffMixin, append_activity
 from core.store.sqlite_outbox import SqliteOutboxMixin, append_outbox
 
 _DAY_US = 86_400_000_000
@@ -52,7 +53,7 @@ def _compact(event: Event) -> dict[str, Any]:
     return data
 
 
-class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin):
+class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin, SqliteHandoffMixin):
     """SQLite implementation of `core.store.base.Store`."""
 
     def __init__(self, path: str | Path, synchronous: str | None = None) -> None:
@@ -363,6 +364,8 @@ class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin):
                 ),
             )
         append_outbox(conn, begin.outbox)
+        for draft in begin.activity:
+            append_activity(conn, t.org_id, t.conversation_id, draft, t.created_at)
         return t
 
     async def resume_turn(
@@ -461,6 +464,8 @@ class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin):
                 ),
             )
         append_outbox(conn, commit.outbox)
+        for draft in commit.activity:
+            append_activity(conn, held[0], commit.conversation_id, draft, commit.updated_at)
 
     @staticmethod
     def _turn(row: aiosqlite.Row) -> TurnRecord:
@@ -513,11 +518,12 @@ class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin):
     async def recent_messages(
         self, org_id: str, conversation_id: str, limit: int
     ) -> list[MessageRecord]:
-        """The last `limit` non-empty user and assistant messages, oldest first (the model's
-        view of the conversation; tool messages and empty partial replies are left out)."""
+        """The last `limit` non-empty user, assistant and operator messages, oldest first
+        (the model's view of the conversation; tool messages and empty partial replies are
+        left out)."""
         rows = await self.db.fetchall(
             "SELECT * FROM messages WHERE conversation_id = ? AND org_id = ? "
-            "AND role IN ('user', 'assistant') AND content <> '' "
+            "AND role IN ('user', 'assistant', 'operator') AND content <> '' "
             "ORDER BY seq_no DESC LIMIT ?",
             (conversation_id, org_id, limit),
         )

@@ -4,6 +4,7 @@ export declare const STREAM_PATH: "/api/sdk/chat/stream";
 export declare const RESUME_PATH: "/api/sdk/chat/stream/resume";
 export declare const HISTORY_PATH: "/api/sdk/chat/history";
 export declare const STOP_PATH: "/api/sdk/chat/stop";
+export declare const LISTEN_PATH: "/api/sdk/chat/listen";
 /** Reconnect attempts per send after a dropped connection. */
 export declare const MAX_RECONNECTS: number;
 
@@ -66,8 +67,10 @@ export interface StopResult {
 
 /** One message of a session's transcript (GET /api/sdk/chat/history). */
 export interface HistoryMessage {
-  role: "user" | "assistant";
+  role: "user" | "assistant" | "operator";
   text: string;
+  /** For role "operator": the person who wrote it. */
+  operator_name?: string;
   actions: Action[];
   /** ISO 8601, UTC. */
   created_at: string;
@@ -131,8 +134,62 @@ export interface Client {
    * a SwitchboardError `session_not_found` (404) for a session this visitor did not start.
    */
   history(sessionId?: string, options?: { signal?: AbortSignal }): Promise<HistoryMessage[]>;
+  /**
+   * Follow the session live (Server-Sent Events from GET /api/sdk/chat/listen): operator
+   * messages, handoff state changes and the bot's replies. Reconnects by itself, resuming
+   * after the last event seen. `close()` ends it.
+   */
+  listen(sessionId: string | null | undefined, handlers?: ListenHandlers,
+         options?: { signal?: AbortSignal; lastEventId?: string | null }): ListenHandle;
   /** Forget the conversation: the next send starts a new session. */
   reset(): void;
+}
+
+/** A conversation's handoff state (docs/handoff.md). */
+export type HandoffState = "bot" | "waiting" | "human" | "closed";
+
+export interface ListenEventBase {
+  /** The event id: the resume cursor. */
+  id: number;
+  kind: "message" | "state";
+  session_id: string;
+  conversation_id: string;
+  created_at: string;
+}
+
+export interface ListenMessage extends ListenEventBase {
+  kind: "message";
+  message_id: string;
+  role: "user" | "assistant" | "operator";
+  text: string;
+  /** For role "operator": who wrote it. */
+  operator?: { id: string; name: string };
+}
+
+export interface ListenState extends ListenEventBase {
+  kind: "state";
+  state: HandoffState;
+  previous: HandoffState;
+  team: string;
+  ticket_id: string;
+  reason: string;
+  operator: { id: string; name: string };
+}
+
+export interface ListenHandlers {
+  onMessage?(message: ListenMessage): void;
+  onState?(state: ListenState): void;
+  onEvent?(event: { event: string; data: ListenMessage | ListenState }): void;
+  onOpen?(): void;
+  /** A refusal (e.g. `session_not_found`); 4xx refusals end the stream. */
+  onError?(error: SwitchboardError): void;
+}
+
+export interface ListenHandle {
+  /** The id of the last event received (resumed from after a reconnect). */
+  readonly lastEventId: string | null;
+  readonly closed: boolean;
+  close(): void;
 }
 
 export declare function createClient(options: ClientOptions): Client;

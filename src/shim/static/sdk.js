@@ -9,6 +9,7 @@ export const STREAM_PATH = "/api/sdk/chat/stream";
 export const RESUME_PATH = "/api/sdk/chat/stream/resume";
 export const HISTORY_PATH = "/api/sdk/chat/history";
 export const STOP_PATH = "/api/sdk/chat/stop";
+export const LISTEN_PATH = "/api/sdk/chat/listen";
 
 // How many times one send reconnects after a dropped connection before giving up, and
 // the first wait between attempts (doubled each time, capped).
@@ -346,6 +347,93 @@ class Client {
       pageToken = page.next_page_token;
     } while (pageToken);
     return messages;
+  }
+
+  /**
+   * Follow the session live (GET /api/sdk/chat/listen, Server-Sent Events): operator
+   * messages, handoff state changes and the bot's replies, as they happen. Handlers:
+   * onMessage({id, role, text, operator, ...}), onState({id, state, previous, team,
+   * operator, ...}), onOpen(), onError(error). Reconnects after a dropped connection,
+   * resuming after the last event seen (Last-Event-ID). Returns {close(), lastEventId}.
+   */
+  listen(sessionId = this.sessionId, handlers = {}, { signal, lastEventId = null } = {}) {
+    if (!sessionId) throw new TypeError("listen: a session id is required");
+    const controller = new AbortController();
+    if (signal) signal.addEventListener("abort", () => controller.abort(), { once: true });
+    const handle = { lastEventId, closed: false, close: () => {
+      handle.closed = true; controller.abort();
+    } };
+    const dispatch = (event, raw) => {
+      let data;
+      try { data = JSON.parse(raw); } catch { return; }
+      if (event === "message" && handlers.onMessage) handlers.onMessage(data);
+      else if (event === "state" && handlers.onState) handlers.onState(data);
+      if (handlers.onEvent) handlers.onEvent({ event, data });
+    };
+    const run = async () => {
+      let delay = RECONNECT_DELAY_MS;
+      while (!handle.closed) {
+        const query = new URLSearchParams({ session_id: sessionId, ...this.identity() });
+        const extra = handle.lastEventId ? { "Last-Event-ID": String(handle.lastEventId) } : {};
+        let response;
+        try {
+          response = await this.fetch(`${this.baseUrl}${LISTEN_PATH}?${query}`, {
+            method: "GET", signal: controller.signal,
+            headers: this.headers({ Accept: "text/event-stream", ...extra }),
+          });
+        } catch (cause) {
+          if (handle.closed) return;
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, RECONNECT_DELAY_MAX_MS);
+          continue;
+        }
+        if (!response.ok) {
+          const error = await errorFromResponse(response, sessionId);
+          if (handlers.onError) handlers.onError(error);
+          if (response.status < 500 && response.status !== 429) { handle.closed = true; return; }
+          await new Promise((r) => setTimeout(r, delay));
+          continue;
+        }
+        delay = RECONNECT_DELAY_MS;
+        if (handlers.onOpen) handlers.onOpen();
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        let fields = {};
+        let data = [];
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += decoder.decode(value, { stream: true });
+            let newline;
+            while ((newline = buffer.indexOf("\n")) >= 0) {
+              const line = buffer.slice(0, newline).replace(/\r$/, "");
+              buffer = buffer.slice(newline + 1);
+              if (line === "") {
+                if (data.length) {
+                  if (fields.id) handle.lastEventId = fields.id;
+                  dispatch(fields.event || "message", data.join("\n"));
+                }
+                fields = {};
+                data = [];
+              } else if (!line.startsWith(":")) {
+                const colon = line.indexOf(":");
+                const name = colon < 0 ? line : line.slice(0, colon);
+                let value = colon < 0 ? "" : line.slice(colon + 1);
+                if (value.startsWith(" ")) value = value.slice(1);
+                if (name === "data") data.push(value); else fields[name] = value;
+              }
+            }
+          }
+        } catch (cause) {
+          if (handle.closed) return;
+        }
+        if (!handle.closed) await new Promise((r) => setTimeout(r, delay));
+      }
+    };
+    run();
+    return handle;
   }
 
   /** The user_id/user_token fields a verified user's session needs on every route. */

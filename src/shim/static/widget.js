@@ -292,6 +292,8 @@
           sessionId: sessionId || data.sessionId || null,
           // An answer was streaming: after a reload, pick it up again (resume).
           pending: pending || undefined,
+          // The conversation was handed to a person: keep listening after a reload.
+          live: this.listener ? true : data.live || undefined,
         }));
       } catch {
         // Storage full or disabled (private mode): the conversation just won't survive a reload.
@@ -304,6 +306,7 @@
       if (!this.sessionId) return;
       const session = this.sessionId;
       this.queue = this.queue.then(() => this.loadHistory(session, Boolean(data.pending)))
+        .then(() => { if (data.live && this.sessionId) this.listen(); })
         .catch(() => undefined);
     }
 
@@ -338,9 +341,19 @@
       body.replaceChildren(text);
     }
 
+    /** A notice that is not an error (a person joined or left). */
+    inform(text) {
+      const { item, body } = this.bubble("notice");
+      item.classList.add("handoff");
+      body.replaceChildren(text);
+      this.scrollDown();
+      this.announce(text);
+    }
+
     /** Forget the conversation (e.g. when the visitor logs out): log and storage cleared. */
     reset() {
       if (this.controller) this.controller.abort();
+      this.stopListening();
       this.history = [];
       this.sessionId = null;
       this.log.replaceChildren();
@@ -351,7 +364,8 @@
 
     bubble(role) {
       const item = el("div", { class: `msg ${role}` });
-      const who = { user: "You", assistant: "Assistant", notice: "Notice" }[role] || role;
+      const who = { user: "You", assistant: "Assistant", notice: "Notice",
+                    operator: "Agent" }[role] || role;
       item.append(el("span", { class: "sr-only" }, `${who}: `));
       const body = el("div", { class: "body" });
       item.append(body);
@@ -361,7 +375,11 @@
 
     renderMessage(message) {
       const { item, body } = this.bubble(message.role);
-      if (message.role === "user") body.textContent = message.text;
+      if (message.role === "operator") {
+        // A person's words: their name above, plain text (no markdown from people).
+        item.insertBefore(el("span", { class: "who" }, message.operator_name || "Agent"), body);
+        body.textContent = message.text;
+      } else if (message.role === "user") body.textContent = message.text;
       else body.append(renderMarkdown(message.text));
       this.renderActions(item, message.actions || []);
       this.scrollDown();
@@ -400,6 +418,42 @@
       // Re-set so the same text twice is announced twice.
       this.announcer.textContent = "";
       window.setTimeout(() => { this.announcer.textContent = text; }, 50);
+    }
+
+    // -- a person in the conversation (GET /api/sdk/chat/listen) ------------------------
+
+    /** Follows the session live: operator messages and handoff notices appear as they
+     *  happen (the bot's replies arrive with the visitor's own sends). */
+    async listen() {
+      if (this.listener || !this.sessionId) return;
+      const sdk = await loadSdk();
+      if (this.listener || !this.sessionId) return;
+      this.listener = this.client(sdk).listen(this.sessionId, {
+        onMessage: (m) => {
+          if (m.role !== "operator") return;
+          const message = { role: "operator", text: m.text,
+                            operator_name: (m.operator && m.operator.name) || "Agent" };
+          this.history.push(message);
+          this.renderMessage(message);
+          this.announce(`${message.operator_name}: ${m.text}`);
+        },
+        onState: (st) => {
+          const name = (st.operator && st.operator.name) || "An agent";
+          const text = {
+            waiting: "Waiting for a person to join…",
+            human: `${name} joined the conversation.`,
+            bot: "You're chatting with the assistant again.",
+            closed: "This conversation was closed.",
+          }[st.state];
+          if (text) this.inform(text);
+        },
+      });
+      this.save(this.sessionId);
+    }
+
+    stopListening() {
+      if (this.listener) this.listener.close();
+      this.listener = null;
     }
 
     // -- sending ------------------------------------------------------------------------
@@ -461,8 +515,14 @@
         });
         if (frame) window.cancelAnimationFrame(frame);
         latest = reply.text;
-        paint();
         this.sessionId = reply.sessionId || this.sessionId;
+        if (mode === "livehelp") this.listen().catch(() => undefined);
+        if (!reply.text) {
+          // A person has the conversation: no generated reply, their answer comes live.
+          item.remove();
+          return { text: "", actions: reply.actions };
+        }
+        paint();
         const routed = mode === "livehelp";
         if (routed) item.classList.replace("assistant", "notice");
         const message = { role: routed ? "notice" : "assistant", text: reply.text,

@@ -308,7 +308,7 @@ class ListMessagesRequest(_message.Message):
     def __init__(self, conversation_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., origin: _Optional[str] = ..., user_id: _Optional[str] = ..., user_token: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "conversation_id", "role", "content", "turn_id", "status", "actions", "confidence", "usage", "images", "created_at", "agent_id")
+    __slots__ = ("id", "conversation_id", "role", "content", "turn_id", "status", "actions", "confidence", "usage", "images", "created_at", "agent_id", "operator_name")
     ID_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +321,7 @@ class Message(_message.Message):
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_NAME_FIELD_NUMBER: _ClassVar[int]
     id: str
     conversation_id: str
     role: str
@@ -333,7 +334,8 @@ class Message(_message.Message):
     images: _containers.RepeatedScalarFieldContainer[str]
     created_at: _timestamp_pb2.Timestamp
     agent_id: str
-    def __init__(self, id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ..., turn_id: _Optional[str] = ..., status: _Optional[_Union[_events_pb2.TurnStatus, str]] = ..., actions: _Optional[_Iterable[_Union[_events_pb2.Action, _Mapping]]] = ..., confidence: _Optional[float] = ..., usage: _Optional[_Union[_events_pb2.Usage, _Mapping]] = ..., images: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_id: _Optional[str] = ...) -> None: ...
+    operator_name: str
+    def __init__(self, id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ..., turn_id: _Optional[str] = ..., status: _Optional[_Union[_events_pb2.TurnStatus, str]] = ..., actions: _Optional[_Iterable[_Union[_events_pb2.Action, _Mapping]]] = ..., confidence: _Optional[float] = ..., usage: _Optional[_Union[_events_pb2.Usage, _Mapping]] = ..., images: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_id: _Optional[str] = ..., operator_name: _Optional[str] = ...) -> None: ...
 
 class ListMessagesResponse(_message.Message):
     __slots__ = ("messages", "next_page_token")
