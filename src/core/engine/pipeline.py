@@ -93,6 +93,10 @@ class TurnPipeline:
         )
         live.idempotency_key = idempotency_key
         live.request_hash = turn.request_hash
+        shared = self.live.shared
+        if shared is not None:
+            live.sink = shared.writer(live)
+            live.followed_elsewhere = shared.followed_elsewhere
         self.live.add(live)
         return live
 

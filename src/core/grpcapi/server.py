@@ -16,6 +16,7 @@ from core import clientaddr, http_pool
 from core.agents.catalog import AgentCatalog
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
+from core.engine.leases import Leases
 from core.engine.turns import TurnEngine
 from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
@@ -31,6 +32,7 @@ from core.observability.metrics import track_live_turns
 from core.observability.store import instrument_store
 from core.pricing import Pricing
 from core.redis_limits import RedisRateLimiter, redacted
+from core.redis_live import RedisLive
 from core.redis_stops import RemoteStops
 from core.retention import Retention
 from core.store.base import Store
@@ -79,11 +81,20 @@ class CoreServer:
                                  pricer=self.pricing.price, agents=self.agents)
         self.redis_limits: RedisRateLimiter | None = None
         self.remote_stops: RemoteStops | None = None
+        self.redis_live: RedisLive | None = None
         if config.redis_url:
             self.redis_limits = RedisRateLimiter(config.redis_url, self.clock)
             # One limiter for the whole engine: the pipeline's and the turn engine's alias.
             self.engine.pipeline.rate_limiter = self.redis_limits
             self.engine.rate_limiter = self.redis_limits
+            # Live events to a Redis Stream; followers on any replica (core.redis_live).
+            self.redis_live = RedisLive(config.redis_url, self.store,
+                                        config.engine.detach_grace_s)
+            self.engine.live.shared = self.redis_live
+        # Running turns carry this core's lease where other cores share the store.
+        self.leases: Leases | None = (
+            Leases(self.store, self.engine.live, self.clock, self.engine.replica_id)
+            if self.store.shared else None)
         track_live_turns(self.engine.live)
         self.retention = Retention(self.store, self.clock, config.event_retention_days)
         self._health = health_aio.HealthServicer()
@@ -100,6 +111,8 @@ class CoreServer:
         await self.store.open()
         await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
+        if self.leases is not None:
+            self.leases.start()
         if self.redis_limits is not None and await self.redis_limits.ping():
             log.info("rate limits shared through Redis at %s", redacted(self.config.redis_url))
         if self.config.redis_url:
@@ -182,6 +195,8 @@ class CoreServer:
         log.info("draining: %d turns running, %.1fs grace", len(self.engine.live.all()), grace)
         await self.retention.stop()
         await self.engine.shutdown()
+        if self.leases is not None:
+            await self.leases.stop()
         if self._handlers is not None:
             self._handlers.close()
         if self.server is not None:
@@ -191,6 +206,8 @@ class CoreServer:
             await self.redis_limits.close()
         if self.remote_stops is not None:
             await self.remote_stops.close()
+        if self.redis_live is not None:
+            await self.redis_live.close()
         await http_pool.release()
         log.info("core stopped")
 
