@@ -1,0 +1,273 @@
+"""Live turns across two replicas (`serve --database postgresql://... --redis ...`): a
+client follows, resumes or duplicates a turn on the replica that does not run it.
+
+Two real cores with their shims on one PostgreSQL database and one Redis db (REDIS_DB,
+flushed by each test). Every resume through the other replica must equal the
+uninterrupted stream byte for byte. Skipped with the reason when PostgreSQL or Redis is
+unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from core.engine.leases import Leases
+from core.ids import canonical_conversation_id
+from core.redis_live import FOLLOWERS_PREFIX, stream_key
+from harness import SECRET, WIDGET, Harness, auth, with_engine
+from switchboard.v1 import chat_pb2
+
+REDIS_DB = 12
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REPLY = " ".join(["héllo wörld ✓"] * 12)  # 36 tokens
+DELAY_MS = 30  # about a second a turn: long enough to cross replicas mid-turn
+GRACE_S = 1.0
+ID_LINE = re.compile(rb"^id: (\d+)$", re.MULTILINE)
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
+    try:
+        await client.flushdb()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__}): "
+                    "cross-replica tests need one")
+    try:
+        yield REDIS_URL
+    finally:
+        await client.flushdb()
+        await client.aclose()
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, pg_url: str, redis_url: str
+               ) -> AsyncIterator[tuple[Harness, Harness]]:
+    engine = with_engine(detach_grace_s=GRACE_S)
+    a = await Harness.start(tmp_path, database=pg_url, redis_url=redis_url, engine=engine)
+    b = await Harness.start(tmp_path, database=pg_url, redis_url=redis_url, engine=engine)
+    await a.scripted_agent("uni", reply=REPLY, delay_ms=DELAY_MS)
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+def bearer(key: str = SECRET, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
+def running_on(sb: Harness, conversation_id: str) -> bool:
+    canonical = canonical_conversation_id(conversation_id)
+    assert canonical is not None
+    live = sb.core.engine.live.get(canonical)
+    return live is not None and not live.done
+
+
+async def wait_done(sb: Harness, conversation_id: str) -> None:
+    for _ in range(500):
+        if not running_on(sb, conversation_id):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the turn never finished")
+
+
+async def read_all(sb: Harness, method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+    async with sb.http.request(method, path, **kw) as resp:
+        return resp.status, await resp.read()
+
+
+async def cut(sb: Harness, method: str, path: str, k: int, id_header: str,
+              **kw: Any) -> tuple[bytes, str]:
+    """Open a stream, read its first k body bytes, drop the connection."""
+    resp = await sb.http.request(method, path, **kw)
+    try:
+        assert resp.status == 200
+        return await resp.content.readexactly(k), resp.headers[id_header]
+    finally:
+        resp.close()
+
+
+def sse_prefix(received: bytes) -> tuple[bytes, int | None]:
+    """The complete events up to the last one carrying an `id:`, and that id."""
+    end, last, position = 0, None, 0
+    while (boundary := received.find(b"\n\n", position)) >= 0:
+        block = received[position:boundary]
+        position = boundary + 2
+        match = ID_LINE.search(block)
+        if match:
+            end, last = position, int(match.group(1))
+    return received[:end], last
+
+
+async def test_slug_and_aibot_resumed_on_the_other_replica_equal_the_uninterrupted_stream(
+        pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    routes = [
+        ("/v1/api/chat/uni", {"message": "go", "stream": True}, "/v1/api/chat/uni/stream"),
+        ("/v1/aibot/bots/uni/send-message", {"messages": [{"role": "user", "content": "go"}]},
+         "/v1/aibot/bots/uni/stream"),
+    ]
+    for send, body, stream in routes:
+        status, full = await read_all(a, "POST", send, json=body, headers=bearer())
+        assert status == 200 and full.endswith(b"data: [DONE]\n\n")
+        crossed = 0
+        for k in (len(full) // 8, len(full) // 2):
+            received, conversation = await cut(a, "POST", send, k, "X-Conversation-Id",
+                                               json=body, headers=bearer())
+            prefix, last_id = sse_prefix(received)
+            assert last_id is not None
+            crossed += running_on(a, conversation)
+            status, rest = await read_all(b, "GET", stream, params={
+                "conversationId": conversation}, headers=bearer(**{
+                    "Last-Event-ID": str(last_id)}))
+            assert status == 200
+            assert prefix + rest == full, (send, k)
+            await wait_done(a, conversation)
+        assert crossed >= 1  # resumed while the turn still ran on A
+
+
+async def test_halo_offset_resumed_on_the_other_replica_equals_the_uninterrupted_stream(
+        pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    body = {"message": "go", "agent_id": "uni"}
+    halo = {"Authorization": f"Bearer {WIDGET}"}
+    status, full = await read_all(a, "POST", "/api/sdk/chat/stream", json=body, headers=halo)
+    assert status == 200 and full.endswith(b"\x1e")
+    crossed = 0
+    for k in (7, len(full) // 2):
+        received, session = await cut(a, "POST", "/api/sdk/chat/stream", k, "X-Session-Id",
+                                      json=body, headers=halo)
+        crossed += running_on(a, session)
+        status, rest = await read_all(b, "GET", "/api/sdk/chat/stream/resume", params={
+            "session_id": session, "offset": str(k)}, headers=halo)
+        assert status == 200
+        assert received + rest == full, f"cut at byte {k}"
+        await wait_done(a, session)
+    assert crossed >= 1
+
+
+async def test_grpc_resume_stream_on_the_other_replica_equals_the_stored_turn(
+        pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    call = a.chat.StreamChat(chat_pb2.StreamChatRequest(
+        turn=chat_pb2.TurnInput(message="go", agent="uni")), metadata=auth())
+    seen = [await call.read() for _ in range(4)]
+    call.cancel()
+    conversation = seen[0].event.turn_started.conversation_id
+    assert running_on(a, conversation)
+    resumed = b.chat.ResumeStream(chat_pb2.ResumeStreamRequest(
+        conversation_id=conversation, after_seq=seen[-1].event.seq), metadata=auth())
+    rest = [r.event async for r in resumed]
+    assert rest[-1].HasField("completed")
+    await wait_done(a, conversation)
+    stored = a.chat.ResumeStream(chat_pb2.ResumeStreamRequest(
+        conversation_id=conversation, after_seq=0), metadata=auth())
+    whole = [r.event.SerializeToString() async for r in stored]
+    assert [s.event.SerializeToString() for s in seen] + [
+        e.SerializeToString() for e in rest] == whole
+
+
+async def test_one_idempotency_key_sent_to_both_replicas_at_once_is_one_turn(
+        pair: tuple[Harness, Harness], pg_url: str) -> None:
+    a, b = pair
+    body = {"message": "go", "stream": True}
+    for n in range(3):
+        headers = bearer(**{"Idempotency-Key": f"both-{n}"})
+        (sa, ra), (sb_, rb) = await asyncio.gather(
+            read_all(a, "POST", "/v1/api/chat/uni", json=body, headers=headers),
+            read_all(b, "POST", "/v1/api/chat/uni", json=body, headers=headers))
+        assert (sa, sb_) == (200, 200), (ra[:200], rb[:200])
+        assert ra == rb and ra.endswith(b"data: [DONE]\n\n")
+    conn = await asyncpg.connect(pg_url)
+    try:
+        keys = await conn.fetch("SELECT idempotency_key FROM turns")
+    finally:
+        await conn.close()
+    assert sorted(k[0].rsplit("/", 1)[-1] for k in keys) == ["both-0", "both-1", "both-2"]
+
+
+async def test_reattach_on_the_other_replica_within_grace_loses_nothing(
+        pair: tuple[Harness, Harness]) -> None:
+    """A cancels a detached turn after its grace unless a follower on B still reads it:
+    the turn runs past A's grace and B's stream is the whole reply."""
+    a, b = pair
+    await a.scripted_agent("slow", reply=REPLY, delay_ms=DELAY_MS * 3)
+    body = {"message": "go", "stream": True}
+    received, conversation = await cut(a, "POST", "/v1/api/chat/slow", 150,
+                                       "X-Conversation-Id", json=body, headers=bearer())
+    prefix, last_id = sse_prefix(received)
+    await asyncio.sleep(GRACE_S / 4)
+    status, rest = await read_all(b, "GET", "/v1/api/chat/slow/stream", params={
+        "conversationId": conversation}, headers=bearer(**{"Last-Event-ID": str(last_id)}))
+    assert status == 200
+    # The stored turn (a replay equals the uninterrupted stream): completed, not cancelled.
+    async with a.http.get("/v1/api/chat/slow/stream", params={"conversationId": conversation},
+                          headers=bearer()) as resp:
+        replay = await resp.read()
+    assert prefix + rest == replay and replay.endswith(b"data: [DONE]\n\n")
+    canonical = canonical_conversation_id(conversation)
+    assert canonical is not None
+    turn = await a.core.store.last_turn(a.org_id, canonical)
+    assert turn is not None and turn.status == "completed"
+
+
+async def test_a_dead_replicas_turn_fails_at_lease_expiry_and_its_follower_gets_the_error(
+        pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    for sb in (a, b):  # short leases, so the test waits about a second, not ten
+        assert sb.core.leases is not None
+        await sb.core.leases.stop()
+        sb.core.leases = Leases(sb.core.store, sb.core.engine.live, sb.core.clock,
+                                sb.core.engine.replica_id, lease_s=1.0, renew_every_s=0.2)
+        sb.core.leases.start()
+    await a.scripted_agent("endless", reply=REPLY, delay_ms=DELAY_MS * 10)
+    received, conversation = await cut(a, "POST", "/v1/api/chat/endless", 150,
+                                       "X-Conversation-Id",
+                                       json={"message": "go", "stream": True},
+                                       headers=bearer())
+    _, last_id = sse_prefix(received)
+    assert a.core.leases is not None
+    await a.core.leases.stop()  # A "dies": it stops renewing (its turn runs on, unheard)
+    status, rest = await read_all(b, "GET", "/v1/api/chat/endless/stream", params={
+        "conversationId": conversation}, headers=bearer(**{"Last-Event-ID": str(last_id)}))
+    assert status == 200
+    last_frame = rest.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+    assert b"The turn ended without completing" in last_frame
+    assert running_on(a, conversation)  # B did not wait for A's turn to end
+    canonical = canonical_conversation_id(conversation)
+    assert canonical is not None
+    turn = await b.core.store.last_turn(b.org_id, canonical)
+    assert turn is not None and turn.status == "failed"
+    live = a.core.engine.live.get(canonical)
+    assert live is not None
+    live.cancel("stopped")  # let A's teardown be quick
+
+
+async def test_live_streams_expire_after_the_turn(pair: tuple[Harness, Harness]) -> None:
+    a, _ = pair
+    status, _ = await read_all(a, "POST", "/v1/api/chat/uni",
+                               json={"message": "go", "stream": True}, headers=bearer())
+    assert status == 200
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=stream_key("*"))]
+        assert len(keys) == 1
+        assert 0 < await client.ttl(keys[0]) <= 60
+        # Only the finished turn's entries are left, numbered by sequence.
+        entries = await client.xrange(keys[0])
+        assert [int(i.split(b"-")[0]) for i, _ in entries] == list(
+            range(1, len(entries) + 1))
+        assert [k async for k in client.scan_iter(match=FOLLOWERS_PREFIX + "*")] == []
+    finally:
+        await client.aclose()
