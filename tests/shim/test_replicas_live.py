@@ -9,8 +9,11 @@ unreachable."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections.abc import AsyncIterator
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from test_redis_limits import free_port, start_redis
 
+from core import redis_limits
 from core.engine.leases import Leases
 from core.ids import canonical_conversation_id
 from core.redis_live import FOLLOWERS_PREFIX, stream_key
@@ -28,7 +33,7 @@ from switchboard.v1 import chat_pb2
 REDIS_DB = 12
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 REPLY = " ".join(["héllo wörld ✓"] * 12)  # 36 tokens
-DELAY_MS = 30  # about a second a turn: long enough to cross replicas mid-turn
+DELAY_MS = 20  # under a second a turn: long enough to cross replicas mid-turn
 GRACE_S = 1.0
 ID_LINE = re.compile(rb"^id: (\d+)$", re.MULTILINE)
 
@@ -61,6 +66,20 @@ async def pair(tmp_path: Path, pg_url: str, redis_url: str
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A redis-server of this test's own on an ephemeral port (killed and restarted)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed: the outage test starts its own")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield free_port(), procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def bearer(key: str = SECRET, **extra: str) -> dict[str, str]:
@@ -271,3 +290,53 @@ async def test_live_streams_expire_after_the_turn(pair: tuple[Harness, Harness])
         assert [k async for k in client.scan_iter(match=FOLLOWERS_PREFIX + "*")] == []
     finally:
         await client.aclose()
+
+
+async def test_redis_down_streams_stay_on_their_replica_and_it_comes_back_by_itself(
+        tmp_path: Path, pg_url: str, own_redis: tuple[int, list[subprocess.Popen[bytes]]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """While Redis is down a resume on B waits for the turn's stored end (no 500, no
+    hang, no gap), one line says so; with Redis back B follows the live stream again."""
+    port, procs = own_redis
+    await start_redis(port, procs)
+    url = f"redis://127.0.0.1:{port}/0"
+    engine = with_engine(detach_grace_s=5.0)  # without Redis, A cannot see B's follower
+    a = await Harness.start(tmp_path, database=pg_url, redis_url=url, engine=engine)
+    b = await Harness.start(tmp_path, database=pg_url, redis_url=url, engine=engine)
+    try:
+        await a.scripted_agent("uni", reply=REPLY, delay_ms=DELAY_MS)
+        send, body = "/v1/api/chat/uni", {"message": "go", "stream": True}
+        status, full = await read_all(a, "POST", send, json=body, headers=bearer())
+        assert status == 200
+        procs[0].kill()
+        procs[0].wait()
+        with caplog.at_level(logging.WARNING, logger="switchboard.redis"):
+            for _ in range(2):
+                received, conversation = await cut(a, "POST", send, len(full) // 8,
+                                                   "X-Conversation-Id", json=body,
+                                                   headers=bearer())
+                prefix, last_id = sse_prefix(received)
+                assert running_on(a, conversation)
+                status, rest = await read_all(b, "GET", send + "/stream", params={
+                    "conversationId": conversation}, headers=bearer(**{
+                        "Last-Event-ID": str(last_id)}))
+                assert status == 200 and prefix + rest == full
+            down = [r.getMessage() for r in caplog.records if "live streams reach only"
+                    in r.getMessage()]
+            assert len(down) == 2, down  # one line per replica for the whole outage
+            await start_redis(port, procs)
+            await asyncio.sleep(redis_limits.RETRY_AFTER_S)
+            received, conversation = await cut(a, "POST", send, len(full) // 8,
+                                               "X-Conversation-Id", json=body,
+                                               headers=bearer())
+            prefix, last_id = sse_prefix(received)
+            crossed = running_on(a, conversation)
+            status, rest = await read_all(b, "GET", send + "/stream", params={
+                "conversationId": conversation}, headers=bearer(**{
+                    "Last-Event-ID": str(last_id)}))
+            assert status == 200 and prefix + rest == full and crossed
+            assert any("reachable again: live streams" in r.getMessage()
+                       for r in caplog.records)
+    finally:
+        await a.stop()
+        await b.stop()
