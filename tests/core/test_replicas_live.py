@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +22,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from test_redis_limits import free_port, start_redis
 
 from core import redis_limits
 from core.engine.leases import Leases
@@ -66,6 +66,34 @@ async def pair(tmp_path: Path, pg_url: str, redis_url: str
     finally:
         await a.stop()
         await b.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn_redis(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def start_redis(port: int, procs: list[subprocess.Popen[bytes]]) -> None:
+    procs.append(spawn_redis(port))
+    client = aioredis.Redis(port=port, socket_connect_timeout=0.2)
+    try:
+        for _ in range(100):
+            try:
+                await client.ping()
+                return
+            except (RedisError, OSError):
+                await asyncio.sleep(0.05)
+        pytest.fail("redis-server did not start")
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
