@@ -26,7 +26,13 @@ from redis.exceptions import RedisError
 from core import redis_limits
 from core.engine.leases import Leases
 from core.ids import canonical_conversation_id
-from core.redis_live import FOLLOWERS_PREFIX, stream_key
+from core.redis_live import (
+    ENDED_TTL_S,
+    FOLLOWER_TTL_S,
+    FOLLOWERS_PREFIX,
+    decode,
+    stream_key,
+)
 from harness import SECRET, WIDGET, Harness, auth, with_engine
 from switchboard.v1 import chat_pb2
 
@@ -157,9 +163,17 @@ def sse_prefix(received: bytes) -> tuple[bytes, int | None]:
     return received[:end], last
 
 
-async def test_slug_and_aibot_resumed_on_the_other_replica_equal_the_uninterrupted_stream(
+async def test_resumes_on_the_other_replica_equal_the_uninterrupted_stream(
         pair: tuple[Harness, Harness]) -> None:
-    a, b = pair
+    """One pair of replicas for every dialect's resume (starting two costs more than the
+    resumes): slug and aibot `Last-Event-ID`, Halo byte offset, gRPC ResumeStream."""
+    await _sse_resumes(*pair)
+    await _halo_resumes(*pair)
+    await _grpc_resumes(*pair)
+    await _streams_expire(pair[0])
+
+
+async def _sse_resumes(a: Harness, b: Harness) -> None:
     routes = [
         ("/v1/api/chat/uni", {"message": "go", "stream": True}, "/v1/api/chat/uni/stream"),
         ("/v1/aibot/bots/uni/send-message", {"messages": [{"role": "user", "content": "go"}]},
@@ -184,9 +198,7 @@ async def test_slug_and_aibot_resumed_on_the_other_replica_equal_the_uninterrupt
         assert crossed >= 1  # resumed while the turn still ran on A
 
 
-async def test_halo_offset_resumed_on_the_other_replica_equals_the_uninterrupted_stream(
-        pair: tuple[Harness, Harness]) -> None:
-    a, b = pair
+async def _halo_resumes(a: Harness, b: Harness) -> None:
     body = {"message": "go", "agent_id": "uni"}
     halo = {"Authorization": f"Bearer {WIDGET}"}
     status, full = await read_all(a, "POST", "/api/sdk/chat/stream", json=body, headers=halo)
@@ -204,9 +216,7 @@ async def test_halo_offset_resumed_on_the_other_replica_equals_the_uninterrupted
     assert crossed >= 1
 
 
-async def test_grpc_resume_stream_on_the_other_replica_equals_the_stored_turn(
-        pair: tuple[Harness, Harness]) -> None:
-    a, b = pair
+async def _grpc_resumes(a: Harness, b: Harness) -> None:
     call = a.chat.StreamChat(chat_pb2.StreamChatRequest(
         turn=chat_pb2.TurnInput(message="go", agent="uni")), metadata=auth())
     seen = [await call.read() for _ in range(4)]
@@ -301,21 +311,21 @@ async def test_a_dead_replicas_turn_fails_at_lease_expiry_and_its_follower_gets_
     live.cancel("stopped")  # let A's teardown be quick
 
 
-async def test_live_streams_expire_after_the_turn(pair: tuple[Harness, Harness]) -> None:
-    a, _ = pair
-    status, _ = await read_all(a, "POST", "/v1/api/chat/uni",
-                               json={"message": "go", "stream": True}, headers=bearer())
-    assert status == 200
+async def _streams_expire(a: Harness) -> None:
+    """Every finished turn's stream holds that turn only, in sequence, and expires;
+    followers' marks lapse by themselves."""
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         keys = [k async for k in client.scan_iter(match=stream_key("*"))]
-        assert len(keys) == 1
-        assert 0 < await client.ttl(keys[0]) <= 60
-        # Only the finished turn's entries are left, numbered by sequence.
-        entries = await client.xrange(keys[0])
-        assert [int(i.split(b"-")[0]) for i, _ in entries] == list(
-            range(1, len(entries) + 1))
-        assert [k async for k in client.scan_iter(match=FOLLOWERS_PREFIX + "*")] == []
+        assert len(keys) >= 7
+        for key in keys:
+            assert 0 < await client.ttl(key) <= ENDED_TTL_S
+            events = [decode(fields[b"e"]) for _, fields in await client.xrange(key)]
+            assert len({e.turn_id for e in events}) == 1 and events[-1].terminal
+            assert [e.seq for e in events] == list(range(events[0].seq,
+                                                         events[-1].seq + 1))
+        async for key in client.scan_iter(match=FOLLOWERS_PREFIX + "*"):
+            assert 0 < await client.pttl(key) <= (FOLLOWER_TTL_S + GRACE_S + 1) * 1000
     finally:
         await client.aclose()
 

@@ -87,18 +87,22 @@ async def cluster(tmp_path: Path, pg_url: str, redis_url: str) -> AsyncIterator[
     try:
         core_a, port_a = await Proc.start("--role", "core", "--demo", *common)
         procs.append(core_a)
+        paths = []
         for slug, text in AGENTS.items():
-            path = tmp_path / f"{slug}.yaml"
-            path.write_text(text, encoding="utf-8")
-            await cli("agents", "apply", str(path), "--database", pg_url)
-        await cli("org", "set", "--org", "demo", "--rps", str(RPS), "--burst", str(BURST),
-                  "--database", pg_url)
-        core_b, port_b = await Proc.start("--role", "core", *common)
+            paths.append(tmp_path / f"{slug}.yaml")
+            paths[-1].write_text(text, encoding="utf-8")
+        # The demo organisation exists now: configure it while core B starts.
+        started = await asyncio.gather(
+            Proc.start("--role", "core", *common),
+            *(cli("agents", "apply", str(path), "--database", pg_url) for path in paths),
+            cli("org", "set", "--org", "demo", "--rps", str(RPS), "--burst", str(BURST),
+                "--database", pg_url))
+        core_b, port_b = started[0]
         procs.append(core_b)
         shims = []
-        for port in (port_a, port_b):
-            shim, http_port = await Proc.start("--role", "shim", "--core", f"127.0.0.1:{port}",
-                                               "--http-port", "0", "--redis", redis_url)
+        for shim, http_port in await asyncio.gather(*(
+                Proc.start("--role", "shim", "--core", f"127.0.0.1:{port}", "--http-port", "0")
+                for port in (port_a, port_b))):
             procs.append(shim)
             shims.append(f"http://127.0.0.1:{http_port}")
         yield Cluster(procs, [port_a, port_b], shims)
