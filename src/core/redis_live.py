@@ -90,6 +90,25 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+# KEYS[1] stream; ARGV seq, event, ended ttl (s). The terminal event of a turn whose
+# lease expired, at its own seq, or just past the stream's top when its old replica (not
+# dead after all) published past it meanwhile: it must land either way; a follower then
+# sees the numbers jump and takes the stored end (see `_from_stream`).
+_TERMINAL = """
+local id = ARGV[1] .. '-0'
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if top[1] then
+  local last = tonumber(string.match(top[1][1], '^(%d+)'))
+  if last >= tonumber(ARGV[1]) then
+    id = tostring(last + 1) .. '-0'
+  end
+end
+redis.call('XADD', KEYS[1], id, 'e', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return id
+"""
+
+
 def stream_key(conversation_id: str) -> str:
     return f"{LIVE_PREFIX}{conversation_id}"
 
@@ -158,6 +177,7 @@ class RedisLive:
             socket_timeout=READ_BLOCK_MS / 1000 + 1.0, retry=no_retry)
         self._enter = self.redis.register_script(_ENTER)
         self._count = self.redis.register_script(_COUNT)
+        self._terminal = self.redis.register_script(_TERMINAL)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._failing = False
         self._write_after = 0.0  # monotonic; writes are skipped before it (Redis down)
@@ -241,12 +261,9 @@ class RedisLive:
         return 0
 
     async def publish_terminal(self, event: Event) -> None:
-        key = stream_key(event.conversation_id)
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, {FIELD: encode(event)}, id=f"{event.seq}-0")
-                pipe.expire(key, ENDED_TTL_S)
-                await pipe.execute(raise_on_error=False)
+            await self._terminal(keys=[stream_key(event.conversation_id)],
+                                 args=[event.seq, encode(event), ENDED_TTL_S])
         except (RedisError, OSError) as exc:
             self._failed(exc)
 

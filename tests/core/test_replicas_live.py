@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,23 @@ from redis.exceptions import RedisError
 
 from core import redis_limits
 from core.engine.leases import Leases
+from core.engine.recovery import INCOMPLETE
+from core.events import Event, TextDelta
 from core.ids import canonical_conversation_id
 from core.redis_live import (
     ENDED_TTL_S,
     FOLLOWER_TTL_S,
     FOLLOWERS_PREFIX,
+    RedisLive,
     decode,
     stream_key,
 )
+from core.store.sqlite import SqliteStore
 from harness import SECRET, WIDGET, Harness, auth, with_engine
 from switchboard.v1 import chat_pb2
 
 REDIS_DB = 12
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 REPLY = " ".join(["héllo wörld ✓"] * 12)  # 36 tokens
 DELAY_MS = 20  # under a second a turn: long enough to cross replicas mid-turn
@@ -289,35 +295,52 @@ async def test_a_dead_replicas_turn_fails_at_lease_expiry_and_its_follower_gets_
                                 sb.core.engine.replica_id, lease_s=1.0, renew_every_s=0.2)
         sb.core.leases.start()
     await a.scripted_agent("endless", reply=REPLY, delay_ms=DELAY_MS * 10)
-    received, conversation = await cut(a, "POST", "/v1/api/chat/endless", 150,
-                                       "X-Conversation-Id",
-                                       json={"message": "go", "stream": True},
-                                       headers=bearer())
-    _, last_id = sse_prefix(received)
-    assert a.core.leases is not None
-    await a.core.leases.stop()  # A "dies": it stops renewing (its turn runs on, unheard)
-    status, rest = await read_all(b, "GET", "/v1/api/chat/endless/stream", params={
-        "conversationId": conversation}, headers=bearer(**{"Last-Event-ID": str(last_id)}))
-    assert status == 200
-    last_frame = rest.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
-    assert b"The turn ended without completing" in last_frame
-    assert running_on(a, conversation)  # B did not wait for A's turn to end
+    # The client on A stays connected (so A's detach grace plays no part), unheard.
+    async with a.http.post("/v1/api/chat/endless", json={"message": "go", "stream": True},
+                           headers=bearer()) as original:
+        assert original.status == 200
+        conversation = original.headers["X-Conversation-Id"]
+        _, last_id = sse_prefix(await original.content.readexactly(150))
+        assert a.core.leases is not None
+        await a.core.leases.stop()  # A "dies": it stops renewing (its turn runs on)
+        status, rest = await read_all(b, "GET", "/v1/api/chat/endless/stream", params={
+            "conversationId": conversation}, headers=bearer(**{
+                "Last-Event-ID": str(last_id)}))
+        assert status == 200
+        last_frame = rest.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+        assert b"The turn ended without completing" in last_frame
+        assert running_on(a, conversation)  # B did not wait for A's turn to end
+        original.close()
     canonical = canonical_conversation_id(conversation)
     assert canonical is not None
     turn = await b.core.store.last_turn(b.org_id, canonical)
-    assert turn is not None and turn.status == "failed"
+    assert turn is not None and turn.status == "failed"  # by B's sweep: A never ended it
     live = a.core.engine.live.get(canonical)
-    assert live is not None
-    live.cancel("stopped")  # let A's teardown be quick
+    if live is not None:
+        live.cancel("stopped")  # let A's teardown be quick
 
 
 async def _streams_expire(a: Harness) -> None:
     """Every finished turn's stream holds that turn only, in sequence, and expires;
     followers' marks lapse by themselves."""
+    conversation = ""
+    for _ in range(2):  # two turns in one conversation: its stream keeps the second only
+        async with a.http.post("/v1/api/chat/uni", headers=bearer(), json={
+                "message": "go", "stream": True, **(
+                    {"conversationId": conversation} if conversation else {})}) as resp:
+            assert resp.status == 200
+            conversation = resp.headers["X-Conversation-Id"]
+            await resp.read()
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
+        canonical = canonical_conversation_id(conversation)
+        assert canonical is not None
+        second = await a.core.store.last_turn(a.org_id, canonical)
+        assert second is not None
+        kept = [decode(f[b"e"]) for _, f in await client.xrange(stream_key(canonical))]
+        assert {e.turn_id for e in kept} == {second.id}
         keys = [k async for k in client.scan_iter(match=stream_key("*"))]
-        assert len(keys) >= 7
+        assert len(keys) >= 8
         for key in keys:
             assert 0 < await client.ttl(key) <= ENDED_TTL_S
             events = [decode(fields[b"e"]) for _, fields in await client.xrange(key)]
@@ -378,3 +401,21 @@ async def test_redis_down_streams_stay_on_their_replica_and_it_comes_back_by_its
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_swept_turns_error_lands_even_past_what_its_old_replica_published(
+        redis_url: str, tmp_path: Path) -> None:
+    """A replica that was only slow may publish past the seq the sweep gave the stored
+    error; the error still lands (just past the top), so followers notice and end."""
+    live = RedisLive(redis_url, SqliteStore(tmp_path / "unused.db"), 0.0)
+    try:
+        events = [Event(n, "c1", "t1", T0, TextDelta("x")) for n in range(1, 6)]
+        await live.write(stream_key("c1"), events, 1)
+        error = Event(4, "c1", "t1", T0, INCOMPLETE)
+        await live.publish_terminal(error)
+        entries = await live.redis.xrange(stream_key("c1"))
+        assert entries[-1][0] == b"6-0" and decode(entries[-1][1][b"e"]) == error
+        assert 0 < await live.redis.ttl(stream_key("c1")) <= ENDED_TTL_S
+        assert await live.tail_seq("c1", "t1") == 4  # the error's own number
+    finally:
+        await live.close()

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Final
 
 from core.clock import Clock
-from core.engine.live import LiveTurns
+from core.engine.live import CANCEL_LEASE_LOST, LiveTurns
 from core.engine.recovery import fail_expired
 from core.store.base import Store
 
@@ -63,13 +63,14 @@ class Leases:
     async def tick(self) -> None:
         """Renew this core's leases, then sweep every core's expired ones."""
         now = self._clock.now()
-        running = [t.turn_id for t in self._live.all() if not t.done]
+        running = {t.turn_id: t for t in self._live.all() if not t.done}
         renewed = set(await self._store.renew_leases(
-            self.owner, running, now + timedelta(seconds=self.lease_s)))
-        for turn_id in running:
-            live = next((t for t in self._live.all() if t.turn_id == turn_id), None)
-            if turn_id not in renewed and live is not None and not live.done:
+            self.owner, list(running), now + timedelta(seconds=self.lease_s)))
+        for turn_id, live in running.items():
+            if turn_id not in renewed and not live.done and not live.committing:
                 # Another core found the lease expired (this one was unresponsive) and
-                # stored the turn as failed: its own commit will be refused.
-                log.warning("turn %s: its lease was taken over by another core", turn_id)
+                # stored the turn as failed: stop spending on it (its commit is refused).
+                log.warning("turn %s: its lease was taken over by another core; stopping it",
+                            turn_id)
+                live.cancel(CANCEL_LEASE_LOST)
         await fail_expired(self._store, self.owner, now, self.lease_s, self._live.shared)

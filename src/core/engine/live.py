@@ -31,6 +31,7 @@ log = logging.getLogger("switchboard.turns")
 CANCEL_DISCONNECT = "cancelled"
 CANCEL_STOP = "stopped"
 CANCEL_SHUTDOWN = "shutdown"
+CANCEL_LEASE_LOST = "lease_lost"
 # A detached turn followed on another replica is looked at again this often.
 REMOTE_RECHECK_S = 1.0
 
@@ -177,6 +178,11 @@ class LiveTurn:
                 self._on_detached()
 
     def _on_detached(self) -> None:
+        if self._grace <= 0 and self.followed_elsewhere is not None:
+            # No grace, but a client on another replica may still be reading it (as a
+            # duplicate attached here would keep it running).
+            self._expiry_check = asyncio.ensure_future(self._cancel_unless_followed())
+            return
         if self._grace <= 0:
             log.info("turn %s: client left, cancelling", self.turn_id)
             self.cancel(CANCEL_DISCONNECT)
@@ -211,8 +217,8 @@ class LiveTurn:
         if elsewhere:
             # Reattached on another replica: look again once its presence could lapse.
             loop = asyncio.get_running_loop()
-            self._detach_timer = loop.call_later(min(self._grace, REMOTE_RECHECK_S),
-                                                 self._detach_expired)
+            again = min(self._grace, REMOTE_RECHECK_S) if self._grace > 0 else REMOTE_RECHECK_S
+            self._detach_timer = loop.call_later(again, self._detach_expired)
             return
         log.info("turn %s: nobody reattached, cancelling", self.turn_id)
         self.cancel(CANCEL_DISCONNECT)
