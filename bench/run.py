@@ -13,7 +13,11 @@ machine, by the same load tool, because absolute numbers on shared machines drif
 5. time to the first token at 100 concurrent streams of an agent paced like a model (20
    tokens 100 ms apart), shim (slug SSE) vs direct gRPC: what the shim adds at p50 and p99;
 6. resident memory per idle open SSE stream (`--idle-streams`, 2,000 by default) vs a bare
-   aiohttp handler holding the same number of idle event streams.
+   aiohttp handler holding the same number of idle event streams;
+7. the core on PostgreSQL + Redis: turns/s and slug SSE events/s vs rows 1 and 4a (SQLite);
+8. `serve --workers 2` on PostgreSQL + Redis vs one process on them (bench.scaleout; rows 7
+   and 8 say "skipped" and why when PostgreSQL or Redis is unreachable, or with
+   `--no-scale-out`).
 
 The servers run in their own processes (`python -m bench.server`); with two or more CPUs
 the servers and this process (the load generator) are pinned to different cores (taskset,
@@ -42,13 +46,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import grpc
 from google.protobuf import __version__ as protobuf_version
 
-from bench import httpload, loadtool
+from bench import httpload, loadtool, scaleout
 from bench.baselines import IDLE_SSE_PATH
 from bench.loadtool import LoadConfig, Report
 from bench.server import raise_fd_limit
@@ -191,7 +195,11 @@ class Cpu:
         return f"CPU server {self.server:.0f}% / load {self.load:.0f}%"
 
 
-async def metered(server: ServerProcess, work: Awaitable[T]) -> tuple[T, Cpu]:
+class Metered(Protocol):
+    def cpu_s(self) -> float: ...
+
+
+async def metered(server: Metered, work: Awaitable[T]) -> tuple[T, Cpu]:
     def own_cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
@@ -339,7 +347,8 @@ def environment(pinning: Pinning, sizes: Sizes) -> dict[str, Any]:
 
 
 async def measure(sizes: Sizes, pinning: Pinning, workdir: Path,
-                  profile_dir: Path | None, emit: Callable[[Row], None]) -> list[Row]:
+                  profile_dir: Path | None, emit: Callable[[Row], None],
+                  scale_out: bool = True) -> list[Row]:
     rows: list[Row] = []
 
     def add(row: Row) -> None:
@@ -464,7 +473,82 @@ async def measure(sizes: Sizes, pinning: Pinning, workdir: Path,
     finally:
         await core.stop()
         await echo.stop()
+    reason = "" if scale_out else "--no-scale-out"
+    await scale_out_rows(sizes, pinning, workdir, chat, slug, add,
+                         reason or await scaleout.unreachable())
     return rows
+
+
+def _slug_body(n: int) -> dict[str, Any]:
+    return {"message": f"stream {n}", "stream": True}
+
+
+async def scale_out_rows(sizes: Sizes, pinning: Pinning, workdir: Path, sqlite_chat: Report,
+                         sqlite_slug: Report, add: Callable[[Row], None], reason: str) -> None:
+    """Rows 7a-8b (see bench.scaleout): PostgreSQL + Redis against the SQLite rows 1 and
+    4a of this run, then `serve --workers 2` against one process on the same backends."""
+    c, n = sizes.concurrency, scaleout.WORKERS
+    titles = {"7a": f"PostgreSQL + Redis: core Chat turns/s (c={c})",
+              "7b": f"PostgreSQL + Redis: shim slug SSE text events/s (c={c})",
+              "8a": f"--workers {n}, PostgreSQL + Redis: shim REST req/s (c={c})",
+              "8b": f"--workers {n}, PostgreSQL + Redis: slug SSE events/s (c={c})"}
+    if reason:
+        for key, what in titles.items():
+            add(Row(key, what, f"skipped ({reason})", "", None))
+        return
+    shared_cpu = (f"all {n} workers on the server's one CPU"
+                  if pinning.server_cpu is not None else "")
+    async with scaleout.bench_database() as url:
+        pg = await ServerProcess.start("core", pinning, workdir, "--database", url,
+                                       "--redis", scaleout.REDIS_URL)
+        try:
+            chat, chat_cpu = await metered(pg, grpc_load("chat.json", pg.grpc_target, sizes))
+            add(Row("7a", titles["7a"], _rate(chat, "turns/s"),
+                    f"SQLite row 1 {_rate(sqlite_chat, 'turns/s')}",
+                    _ratio(chat.rps, sqlite_chat.rps, chat.ok > 0),
+                    "; ".join(p for p in (_errors(chat), str(chat_cpu)) if p),
+                    {"switchboard": chat.to_dict(), "cpu": asdict(chat_cpu)}))
+            chat_agent = pg.agent("bench-chat")
+
+            def rest_body(i: int) -> dict[str, Any]:
+                return {"message": f"hello {i}", "agent_id": chat_agent}
+
+            rest, rest_cpu = await metered(pg, http_load(
+                f"{pg.http_base}/api/sdk/chat", rest_body, sizes, mode="json"))
+            slug, slug_cpu = await metered(pg, http_load(
+                f"{pg.http_base}/v1/api/chat/bench-stream", _slug_body, sizes, mode="sse",
+                is_text=_slug_text))
+            add(Row("7b", titles["7b"], _rate(slug, "events/s", messages=True),
+                    f"SQLite row 4a {_rate(sqlite_slug, 'events/s', messages=True)}",
+                    _ratio(slug.messages_per_s, sqlite_slug.messages_per_s, slug.ok > 0),
+                    "; ".join(p for p in (_errors(slug), str(slug_cpu)) if p),
+                    {"switchboard": slug.to_dict(), "cpu": asdict(slug_cpu)}))
+        finally:
+            await pg.stop()
+        # The same database: the demo organisation, the bench agents, the lifted limits.
+        workers = await scaleout.WorkersProcess.start(pinning.server_cpu, workdir, url)
+        try:
+            w_rest, w_rest_cpu = await metered(workers, http_load(
+                f"{workers.http_base}/api/sdk/chat", rest_body, sizes, mode="json"))
+            add(Row("8a", titles["8a"], _rate(w_rest, "req/s"),
+                    f"one process {_rate(rest, 'req/s')}",
+                    _ratio(w_rest.rps, rest.rps, w_rest.ok > 0),
+                    "; ".join(p for p in (_errors(w_rest), str(w_rest_cpu), shared_cpu)
+                              if p),
+                    {"switchboard": w_rest.to_dict(), "baseline": rest.to_dict(),
+                     "cpu": asdict(w_rest_cpu), "baseline_cpu": asdict(rest_cpu)}))
+            w_slug, w_slug_cpu = await metered(workers, http_load(
+                f"{workers.http_base}/v1/api/chat/bench-stream", _slug_body, sizes,
+                mode="sse", is_text=_slug_text))
+            add(Row("8b", titles["8b"], _rate(w_slug, "events/s", messages=True),
+                    f"one process {_rate(slug, 'events/s', messages=True)}",
+                    _ratio(w_slug.messages_per_s, slug.messages_per_s, w_slug.ok > 0),
+                    "; ".join(p for p in (_errors(w_slug), str(w_slug_cpu), shared_cpu)
+                              if p),
+                    {"switchboard": w_slug.to_dict(), "baseline": slug.to_dict(),
+                     "cpu": asdict(w_slug_cpu)}))
+        finally:
+            await workers.stop()
 
 
 async def idle_streams(server: ServerProcess, url: str, body: dict[str, Any],
@@ -576,6 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttft-streams", type=int, help="row 5 concurrent streams (default 100)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--profile", type=Path, help="py-spy the core into this folder")
+    p.add_argument("--no-scale-out", action="store_true",
+                   help="skip rows 7-8 (PostgreSQL + Redis, --workers 2)")
     return p
 
 
@@ -615,7 +701,8 @@ async def main_async(ns: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
         try:
-            rows = await measure(sizes, pinning, Path(tmp), ns.profile, emit)
+            rows = await measure(sizes, pinning, Path(tmp), ns.profile, emit,
+                                 scale_out=not ns.no_scale_out)
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

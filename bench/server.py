@@ -41,7 +41,8 @@ def raise_fd_limit() -> int:
 
 
 async def _serve_core(database: str, max_rpcs: int, grpc_port: int, http_port: int,
-                      shim_transport: str = "inprocess") -> tuple[dict[str, Any], Any]:
+                      shim_transport: str = "inprocess",
+                      redis_url: str = "") -> tuple[dict[str, Any], Any]:
     from core.agents.definition import load_agent_file
     from core.config import CoreConfig
     from core.demo.seed import seed_demo
@@ -51,7 +52,8 @@ async def _serve_core(database: str, max_rpcs: int, grpc_port: int, http_port: i
 
     # Detach grace 0: a closed benchmark stream frees its turn at once (idle-stream row).
     config = CoreConfig(port=grpc_port, database=database,
-                        engine=EngineConfig(detach_grace_s=0.0), max_concurrent_rpcs=max_rpcs)
+                        engine=EngineConfig(detach_grace_s=0.0), max_concurrent_rpcs=max_rpcs,
+                        redis_url=redis_url)
     core = CoreServer(config)
     options = ServeOptions(http_port=http_port, in_process=shim_transport == "inprocess")
     running = await start(config, options, core=core)
@@ -92,7 +94,7 @@ async def _serve_echo(deltas: int) -> tuple[dict[str, Any], Any]:
 async def main_async(ns: argparse.Namespace) -> None:
     if ns.kind == "core":
         info, stop = await _serve_core(ns.database, ns.max_rpcs, ns.grpc_port, ns.http_port,
-                                       ns.shim_transport)
+                                       ns.shim_transport, ns.redis)
     else:
         info, stop = await _serve_echo(ns.deltas)
     info["pid"] = os.getpid()
@@ -109,10 +111,13 @@ async def main_async(ns: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
     parser.add_argument("kind", choices=("core", "echo"))
-    parser.add_argument("--database", default="bench.db")
+    parser.add_argument("--database", default="bench.db",
+                        help="a SQLite path or postgresql://... (as `serve --database`)")
     parser.add_argument("--max-rpcs", type=int, default=20_000,
                         help="the core's concurrent-RPC cap (the default 1000 would refuse "
                         "the idle-stream row's streams)")
+    parser.add_argument("--redis", default="", help="share limits through this Redis "
+                        "(as `serve --redis`; default: none)")
     parser.add_argument("--grpc-port", type=int, default=0, help="core port (0: any free)")
     parser.add_argument("--http-port", type=int, default=0, help="shim port (0: any free)")
     parser.add_argument("--deltas", type=int, default=100, help="echo StreamChat deltas")

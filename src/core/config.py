@@ -42,3 +42,7 @@ class CoreConfig:
     # redis://HOST:PORT/N: rate limits and stream caps shared by replicas (core.redis_limits).
     # Empty: kept in this process.
     redis_url: str = ""
+    # SO_REUSEPORT on the gRPC port: `serve --workers N` runs N cores on one port and the
+    # kernel spreads connections over them. Off otherwise, so a second Switchboard started
+    # on a busy port says so instead of silently sharing it.
+    reuse_port: bool = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 ERROR_DOMAIN = "switchboard.dev"
 
@@ -85,6 +85,10 @@ class Reason(enum.StrEnum):
     INTERNAL = "internal"
 
 
+# Retry-After for a turn refused because this replica is draining (SIGTERM).
+SHUTTING_DOWN_RETRY_AFTER_S: Final = 1.0
+
+
 class SwitchboardError(Exception):
     """An expected failure with a status code, a stable reason and safe metadata."""
 
@@ -103,6 +107,9 @@ class SwitchboardError(Exception):
         self.reason = reason
         self.message = message
         self.metadata: dict[str, str] = dict(metadata or {})
+        if retry_after_s is None and reason is Reason.SHUTTING_DOWN:
+            # A draining replica: the load balancer has another one for the retry now.
+            retry_after_s = SHUTTING_DOWN_RETRY_AFTER_S
         self.retry_after_s = retry_after_s
         # Structured, JSON-safe details (per-field violations, allowed values).
         self.details: dict[str, Any] = dict(details or {})

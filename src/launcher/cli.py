@@ -57,6 +57,8 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
         config = replace(config, trusted_proxies=tuple(ns.trusted_proxy))
     if getattr(ns, "redis", None):
         config = replace(config, redis_url=ns.redis)
+    if ns.command == "serve" and _worker() is not None:
+        config = replace(config, reuse_port=True)
     engine = EngineConfig()
     if getattr(ns, "detach_grace", None) is not None:
         engine = replace(engine, detach_grace_s=ns.detach_grace)
@@ -65,6 +67,21 @@ def _config(ns: argparse.Namespace) -> CoreConfig:
     if getattr(ns, "interrupt_ttl", None) is not None:
         engine = replace(engine, interrupt_ttl_s=ns.interrupt_ttl)
     return replace(config, engine=engine)
+
+
+def _worker() -> int | None:
+    from launcher.workers import worker_index
+
+    return worker_index()
+
+
+def _workers(text: str) -> int:
+    from launcher.workers import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_seconds(text: str) -> float:
@@ -127,10 +144,13 @@ def _serve_options(ns: argparse.Namespace) -> ServeOptions:
         shim = replace(shim, request_head_timeout_s=ns.request_head_timeout)
     if ns.max_connections is not None:
         shim = replace(shim, max_connections=ns.max_connections)
-    return ServeOptions(role=ns.role, demo=ns.demo, http_host=ns.http_host,
+    worker = _worker()
+    # Only the first worker seeds the demo: N seeding at once would race on its rows.
+    return ServeOptions(role=ns.role, demo=ns.demo and not worker, http_host=ns.http_host,
                         http_port=ns.http_port, core_target=ns.core, shim=shim,
                         tls_cert=ns.tls_cert, tls_key=ns.tls_key,
-                        metrics_port=ns.metrics_port, otlp_endpoint=ns.otlp_endpoint)
+                        metrics_port=ns.metrics_port, otlp_endpoint=ns.otlp_endpoint,
+                        reuse_port=worker is not None)
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -167,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="redis://HOST:PORT/N",
                        help="share rate limits and stream caps with other replicas through "
                        "this Redis (default $SWITCHBOARD_REDIS_URL; none: in-process)")
+    serve.add_argument("--workers", type=_workers,
+                       default=os.environ.get("SWITCHBOARD_WORKERS", "1"), metavar="N",
+                       help="run N serving processes sharing the HTTP and gRPC ports "
+                       "(SO_REUSEPORT; needs PostgreSQL and --redis; default "
+                       "$SWITCHBOARD_WORKERS or 1)")
     serve.add_argument("--detach-grace", type=float, default=None,
                        help="seconds a turn keeps running after its client leaves")
     serve.add_argument("--shutdown-grace", type=float, default=None,
@@ -243,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    ns = build_parser().parse_args(args)
+    worker = _worker() if ns.command == "serve" else None
     configure_logging(getattr(ns, "log_format", "text"),
-                      os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"))
+                      os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"), worker=worker)
     if ns.command not in _NO_STORE and not getattr(ns, "check", False):
         from launcher.database import missing_default_database
 
@@ -255,8 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
             return 2
     try:
+        if ns.command == "serve" and ns.workers > 1:
+            return _serve_workers(ns, args)
         if ns.command == "serve":
             from launcher.serve import StartError, serve_forever
+
+            if worker is not None:
+                from launcher.workers import follow_parent
+
+                follow_parent()
 
             try:
                 options = _serve_options(ns)
@@ -297,6 +331,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _serve_workers(ns: argparse.Namespace, args: list[str]) -> int:
+    from launcher import workers
+
+    config = _config(ns)
+    if ns.role != "shim":  # a shim alone keeps no state: any number may share a port
+        problem = workers.refusal(ns.workers, config.database, ns.redis)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+    ports = {"--grpc-port": config.port or workers.free_port(config.host),
+             "--http-port": ns.http_port or workers.free_port(ns.http_host)}
+    if ns.metrics_port is not None:
+        ports["--metrics-port"] = ns.metrics_port or workers.free_port(ns.http_host)
+    return asyncio.run(workers.supervise(workers.worker_argv(args, ports), ns.workers))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ class ServeOptions:
     # TLS for the shim's HTTP port (both or neither).
     tls_cert: str = ""
     tls_key: str = ""
+    # SO_REUSEPORT on the HTTP (and metrics) port, for `serve --workers N`.
+    reuse_port: bool = False
 
 
 class StartError(Exception):
@@ -120,6 +122,7 @@ async def start(config: CoreConfig, options: ServeOptions,
             head_timeout_s=options.shim.request_head_timeout_s,
             max_connections=options.shim.max_connections,
             ssl_context=server_ssl_context(options.tls_cert, options.tls_key),
+            reuse_port=options.reuse_port or None,
         )
         try:
             await site.start()
@@ -135,7 +138,8 @@ async def start(config: CoreConfig, options: ServeOptions,
                  "in process" if channel is not None else f"at {target}")
     metrics = None
     if options.metrics_port is not None:
-        metrics = await MetricsServer.start(options.http_host, options.metrics_port)
+        metrics = await MetricsServer.start(options.http_host, options.metrics_port,
+                                            reuse_port=options.reuse_port)
         log.info("metrics on http://%s:%d/metrics", options.http_host, metrics.port)
     return Running(core, runner, http_port, metrics)
 

@@ -28,7 +28,9 @@ GHZ_CONFIGS = ("chat.json", "stream_chat.json", "converse.json")
 # ghz's documented configuration keys (runner.Config json tags) that our files use.
 GHZ_KEYS = {"name", "host", "insecure", "protoset", "proto", "call", "total", "concurrency",
             "connections", "timeout", "duration", "data", "metadata"}
-ROW_KEYS = ["1", "1b", "2", "3", "4a", "4b", "4c", "5", "6"]
+ROW_KEYS = ["1", "1b", "2", "3", "4a", "4b", "4c", "5", "6", "7a", "7b", "8a", "8b"]
+# PostgreSQL + Redis and --workers 2: measured when both answer, else "skipped (why)".
+SCALE_OUT_KEYS = {"7a", "7b", "8a", "8b"}
 
 
 @pytest.mark.parametrize("name", GHZ_CONFIGS)
@@ -80,7 +82,7 @@ def test_make_bench_prints_every_row(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--tiny", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=55, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=100, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
@@ -90,7 +92,13 @@ def test_make_bench_prints_every_row(tmp_path: Path) -> None:
     assert printed == ROW_KEYS
     result = json.loads(out.read_text())
     assert [row["key"] for row in result["rows"]] == ROW_KEYS
+    scale_out = [row for row in result["rows"] if row["key"] in SCALE_OUT_KEYS]
+    skipped = [row for row in scale_out if row["value"].startswith("skipped (")]
+    assert skipped in ([], scale_out), scale_out  # all four measured, or all four skipped
     for row in result["rows"]:
+        if row in skipped:
+            assert row["ratio"] is None
+            continue
         assert row["ratio"] is not None, row  # every row measured against its baseline
         assert not row["value"].startswith("n/a"), row
     assert {"python", "grpcio", "aiohttp", "protobuf", "cores"} <= set(result["environment"])

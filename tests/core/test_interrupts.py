@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -383,3 +384,16 @@ async def test_a_duplicate_resume_attaches_to_the_running_one(sb: Harness) -> No
     again.idempotency_key = "resume-1"
     first, second = await asyncio.gather(chat(sb, again), chat(sb, again))
     assert first.SerializeToString() == second.SerializeToString()
+
+
+async def test_a_resumed_turn_is_billed_to_the_conversations_user(sb: Harness) -> None:
+    """A resume carries no identity; both segments of the turn are charged to the user
+    who started it (a trusted secret-key caller naming `alice`), never to "anonymous",
+    so per-user budgets see all of it."""
+    await weather_agent(sb)
+    first = await chat(sb, turn(user_id="alice"))
+    await chat(sb, resume(first.interrupt.interrupt_id, call_0_0={"temp": 21}))
+    with sqlite3.connect(sb.database) as db:
+        rows = db.execute("SELECT user_id FROM usage_ledger WHERE turn_id = ?",
+                          (first.turn_id,)).fetchall()
+    assert [r[0] for r in rows] == ["alice", "alice"]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import random
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -259,7 +260,9 @@ async def test_budget_refusal_makes_no_model_call(sb: Harness) -> None:
     decoded = decode_error(err.value)
     assert decoded.reason == "budget_exceeded" and decoded.retry_after_s
     assert provider.calls == calls and await _turn_count(sb) == turns
-    report = await sb.core.store.usage_report(sb.org_id, sb.core.clock.now().replace(hour=0))
+    # Since a day ago, not since midnight: `now().replace(hour=0)` is now itself in the
+    # first hour of the day (UTC), which made this test fail between 00:00 and 01:00.
+    report = await sb.core.store.usage_report(sb.org_id, sb.core.clock.now() - timedelta(days=1))
     assert report and report[0]["cost_micros"] >= 1200
 
 

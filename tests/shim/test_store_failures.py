@@ -11,12 +11,14 @@ and SQLITE_FULL errors.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -24,7 +26,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from core.errors import Code, Reason
+from core.events import TurnStatus
 from core.grpcapi.readiness import PROBE_INTERVAL_S
+from core.ids import canonical_conversation_id
 from core.store.failures import StoreUnavailable, classify
 from harness import SECRET, WIDGET, Harness, auth
 from switchboard.v1 import chat_pb2
@@ -73,6 +77,8 @@ WRITE_ROUTES: dict[str, tuple[str, str, dict[str, Any], Any]] = {
              lambda b: b["error"]["name"]),
     "slug-stream": ("/v1/api/chat/support-agent", SECRET, {"message": "hi", "stream": True},
                     lambda b: b["error"]["name"]),
+    "slug-short-prefix": ("/chat/support-agent", SECRET, {"message": "hi"},
+                          lambda b: b["error"]["name"]),
     "aibot": ("/v1/aibot/bots/support-agent/send-message", SECRET,
               {"messages": [{"role": "user", "content": "hi"}]}, lambda b: b["code"]),
     "aibot-stream": ("/v1/aibot/bots/support-agent/send-message", SECRET,
@@ -84,6 +90,7 @@ WRITE_ROUTES: dict[str, tuple[str, str, dict[str, Any], Any]] = {
 }
 EXPECTED_CODE = {"halo": "unavailable", "halo-stream": "unavailable",
                  "slug": "ServiceUnavailableError", "slug-stream": "ServiceUnavailableError",
+                 "slug-short-prefix": "ServiceUnavailableError",
                  "aibot": "store_unavailable", "aibot-stream": "store_unavailable",
                  "flow-sessions": "unavailable", "flow-messages": "unavailable"}
 
@@ -130,6 +137,68 @@ async def test_every_write_route_is_503_while_the_database_is_locked(
     async with sb.http.post("/api/sdk/chat", json={"message": "hi"},
                             headers={"Authorization": f"Bearer {WIDGET}"}) as resp:
         assert resp.status == 200, await resp.text()
+
+
+LONG = " ".join(f"word{i}" for i in range(300))
+
+# name → (start path, its body, stop path, the stop's body given the conversation id, key,
+# the envelope's error code)
+STOP_ROUTES: dict[str, tuple[str, dict[str, Any], str, Any, str, Any]] = {
+    "halo": ("/api/sdk/chat/stream", {"message": "go", "agent_id": "long"},
+             "/api/sdk/chat/stop", lambda c: {"session_id": c}, WIDGET, _halo),
+    "slug": ("/v1/api/chat/long", {"message": "go", "stream": True}, "/v1/api/chat/long/stop",
+             lambda c: {"conversationId": c}, SECRET, lambda b: b["error"]["name"]),
+    "slug-short-prefix": ("/chat/long", {"message": "go", "stream": True}, "/chat/long/stop",
+                          lambda c: {"conversationId": c}, SECRET,
+                          lambda b: b["error"]["name"]),
+    "aibot": ("/v1/aibot/bots/long/send-message",
+              {"messages": [{"role": "user", "content": "go"}]},
+              "/v1/aibot/bots/long/stop", lambda c: {"conversationId": c}, SECRET,
+              lambda b: b["code"]),
+}
+
+
+@pytest.mark.parametrize("name", list(STOP_ROUTES))
+async def test_a_stop_whose_turn_cannot_be_stored_is_503(locked_sb: Harness,
+                                                         name: str) -> None:
+    """"stopped: true" promises the partial reply is stored; with the database locked it
+    is not, so the stop answers 503 + Retry-After (the turn has ended all the same, and is
+    stored as failed once the database can be written)."""
+    sb = locked_sb
+    start, body, stop_path, stop_body, key, code_of = STOP_ROUTES[name]
+    await sb.scripted_agent("long", reply=LONG, delay_ms=10)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with sb.http.post(start, json=body, headers=headers) as stream:
+        assert stream.status == 200, await stream.text()
+        conversation = stream.headers.get("X-Conversation-Id") or stream.headers[
+            "X-Session-Id"]
+        await stream.content.readexactly(20)
+        with write_locked(sb.database):
+            async with sb.http.post(stop_path, json=stop_body(conversation),
+                                    headers=headers) as stop:
+                assert stop.status == 503, (name, await stop.text())
+                assert stop.headers["Retry-After"] == "1"
+                assert code_of(await stop.json()) == EXPECTED_CODE[name]
+        if name == "halo":
+            # A Halo text stream has no error record: one cut short ends unterminated.
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await stream.read()
+        else:
+            # The SSE dialects end with one error event in their envelope.
+            last = (await stream.read()).decode().rstrip("\n").rsplit("\n", 1)[-1]
+            assert code_of(json.loads(last.removeprefix("data: "))) == EXPECTED_CODE[name]
+    # Once the database takes writes again the turn is stored as failed, not left running,
+    # and a second stop says nothing runs.
+    canonical = canonical_conversation_id(conversation)
+    assert canonical is not None
+    for _ in range(100):
+        turn = await sb.core.store.last_turn(sb.org_id, canonical)
+        if turn is not None and turn.status != TurnStatus.RUNNING:
+            break
+        await asyncio.sleep(0.05)
+    assert turn is not None and turn.status == TurnStatus.FAILED
+    async with sb.http.post(stop_path, json=stop_body(conversation), headers=headers) as stop:
+        assert stop.status == 200, await stop.text()
 
 
 async def test_grpc_write_is_unavailable_with_retry_info(locked_sb: Harness) -> None:

@@ -58,6 +58,15 @@ def owner_for(principal: Principal, caller: Caller) -> str:
     return OWNER_ANONYMOUS
 
 
+def trusted_user(conversation: ConversationRecord) -> str:
+    """The conversation's user id when it was vouched for (started by a secret-key caller
+    or a verified user), else "" (an unverified claim bills the visitor instead)."""
+    owner = conversation.owner
+    if owner == OWNER_SECRET or owner.startswith(OWNER_USER_PREFIX):
+        return conversation.user_id
+    return ""
+
+
 def may_use(principal: Principal, caller: Caller, conversation: ConversationRecord) -> bool:
     if principal.key_kind == KeyKind.SECRET:
         return True

@@ -81,7 +81,10 @@ from core.providers.registry import build_provider
 from core.quota import StorageQuota
 from core.ratelimit import RateLimit
 from core.store.base import Store, TurnBegin, TurnConflict, UsageEntry
+from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
+
+STORE_UNAVAILABLE = Reason.STORE_UNAVAILABLE.value
 
 log = logging.getLogger("switchboard.turns")
 
@@ -425,8 +428,12 @@ class TurnEngine:
             mode=str(base_json.get("mode", "chat")),
             traits=dict(base_json.get("traits", {})),
         )
-        # A resume carries no identity: its usage is billed to the conversation's user.
-        billed = replace(request, user_id=conversation.user_id or request.user_id)
+        # A resume carries no identity: its usage is billed to the conversation's user,
+        # and charged to that user's budget when the user was trusted when the turn began
+        # (a secret-key caller or a verified token), as the first segment was.
+        billed = replace(request, user_id=conversation.user_id or request.user_id,
+                         ledger_user=admission.trusted_user(conversation)
+                         or request.ledger_user)
         self._spawn(live, self._run(live, agent, billed, state, base, None))
         return live
 
@@ -622,6 +629,12 @@ class TurnEngine:
             return await self.live.stop_elsewhere(conversation.id)
         stopped = live.cancel(CANCEL_STOP)
         await live.finished.wait()
+        last = live.events[-1].body if live.events else None
+        unstored = isinstance(last, StreamError) and last.reason == STORE_UNAVAILABLE
+        if stopped and unstored:
+            # The turn has ended, but "stopped" promises its partial text is stored: it is
+            # not (it is stored as failed once the store allows), so the caller hears 503.
+            raise StoreUnavailable(f"turn {live.turn_id}: the stopped turn was not stored")
         return stopped, live.turn_id
 
     async def follow_conversation(

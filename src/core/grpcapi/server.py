@@ -128,7 +128,7 @@ class CoreServer:
             ("grpc.http2.min_ping_interval_without_data_ms",
              self.config.min_client_ping_interval_ms),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
             # A burst must queue, not be cancelled silently by gRPC core (see
             # core.grpcapi.concurrency, which refuses the excess with a reason instead).
             ("grpc.server.max_pending_requests", self.config.max_concurrent_rpcs),

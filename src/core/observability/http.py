@@ -20,12 +20,12 @@ class MetricsServer:
         self.port = port
 
     @classmethod
-    async def start(cls, host: str, port: int) -> MetricsServer:
+    async def start(cls, host: str, port: int, *, reuse_port: bool = False) -> MetricsServer:
         app = web.Application()
         app.router.add_get(METRICS_PATH, metrics_handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         return cls(runner, sockets[0].getsockname()[1] if sockets else port)

@@ -21,7 +21,7 @@ FORMATS = ("text", "json")
 FIELDS = (
     "request_id", "conversation_id", "turn_id", "org", "agent", "provider", "model",
     "dialect", "route", "method", "status", "code", "duration_ms", "first_token_ms",
-    "prompt_tokens", "completion_tokens", "trace_id",
+    "prompt_tokens", "completion_tokens", "trace_id", "worker",
 )
 
 
@@ -31,6 +31,19 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", ""):
             record.request_id = current_request_id()
+        return True
+
+
+class WorkerFilter(logging.Filter):
+    """Stamps which `serve --workers` process wrote the record: N processes share one
+    stderr, and a reader must be able to tell their lines apart."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
         return True
 
 
@@ -62,10 +75,14 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         request_id = getattr(record, "request_id", "")
-        return f"{text} [request_id={request_id}]" if request_id else text
+        if request_id:
+            text = f"{text} [request_id={request_id}]"
+        worker = getattr(record, "worker", None)
+        return text if worker is None else f"{text} [worker={worker}]"
 
 
-def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
+def configure_logging(fmt: str = "text", level: str = "INFO",
+                      worker: int | None = None) -> None:
     """Install one stderr handler on the root logger in the chosen format. Like
     `logging.basicConfig`, it leaves a root logger that someone else configured (a test
     runner calling the CLI in-process) alone."""
@@ -79,6 +96,8 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
+    if worker is not None:
+        handler.addFilter(WorkerFilter(worker))
     setattr(handler, _OURS, True)
     root.addHandler(handler)
     root.setLevel(level)
