@@ -419,3 +419,23 @@ async def test_a_swept_turns_error_lands_even_past_what_its_old_replica_publishe
         assert await live.tail_seq("c1", "t1") == 4  # the error's own number
     finally:
         await live.close()
+
+
+async def test_a_replica_starting_leaves_another_live_replicas_turns_alone(
+        pair: tuple[Harness, Harness], tmp_path: Path, pg_url: str, redis_url: str) -> None:
+    """Start-up recovery on a shared store fails only turns whose lease expired: a core
+    starting while A streams a turn does not end that turn."""
+    a, _ = pair
+    async with a.http.post("/v1/api/chat/uni", json={"message": "go", "stream": True},
+                           headers=bearer()) as resp:
+        assert resp.status == 200
+        await resp.content.readuntil(b"\n\n")
+        assert a.core.leases is not None
+        await a.core.leases.tick()  # A's turn holds its lease now
+        c = await Harness.start(tmp_path, database=pg_url, redis_url=redis_url)
+        await c.stop()
+        body = await resp.read()
+    assert body.endswith(b"data: [DONE]\n\n") and b"without completing" not in body
+    turn = await a.core.store.last_turn(a.org_id, canonical_conversation_id(
+        resp.headers["X-Conversation-Id"]) or "")
+    assert turn is not None and turn.status == "completed"
