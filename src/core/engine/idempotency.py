@@ -77,6 +77,9 @@ class Idempotency:
             # Left behind by a process that died mid-turn (recovered as cancelled with no
             # events): nothing to replay, so the key names a new turn.
             return None
+        if terminal is None and self._live.shared is not None:
+            # Running on another replica: attach to its live stream there.
+            return self._live.shared.mirror(turn, turn.first_seq - 1)
         if terminal is None:
             # Stored without a terminal event: another process is running it, or it died.
             raise SwitchboardError(

@@ -6,9 +6,11 @@ read the turn's event log from any sequence number and then wait for new events.
 
 When the last follower leaves before the turn ends, the turn is detached: it keeps
 running for `detach_grace_s` so the client can reattach; with nobody back by then it is
-cancelled (and stored as cancelled). This registry is per process; a Redis-backed one
-(shared event log, cancellation channel) slots in behind the same methods when replicas
-arrive.
+cancelled (and stored as cancelled). This registry is per process. With `--redis`, a
+`SharedLive` (core.redis_live) sits behind it: every event a turn publishes also goes to
+a Redis Stream, a client on another replica follows the turn through a mirror (a
+`LiveTurn` fed from that stream), and a turn whose last local follower left is not
+cancelled while followers on other replicas still read it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from typing import Protocol
 
+from core.domain import TurnRecord
 from core.events import Event, EventBody, TextDelta
 
 log = logging.getLogger("switchboard.turns")
@@ -27,6 +31,33 @@ log = logging.getLogger("switchboard.turns")
 CANCEL_DISCONNECT = "cancelled"
 CANCEL_STOP = "stopped"
 CANCEL_SHUTDOWN = "shutdown"
+CANCEL_LEASE_LOST = "lease_lost"
+# A detached turn followed on another replica is looked at again this often.
+REMOTE_RECHECK_S = 1.0
+
+
+class SharedLive(Protocol):
+    """Live turns shared by replicas (core.redis_live)."""
+
+    def writer(self, turn: LiveTurn) -> Callable[[Event], None]:
+        """Where a turn running here publishes its events (ordered, never waits)."""
+        ...
+
+    def mirror(self, turn: TurnRecord, after_seq: int) -> LiveTurn:
+        """A turn running on another replica, followed from after `after_seq` to its
+        terminal event (or its stored end)."""
+        ...
+
+    async def followed_elsewhere(self, turn_id: str) -> bool: ...
+
+    async def tail_seq(self, conversation_id: str, turn_id: str) -> int:
+        """The last sequence number published live for the turn (0: none known)."""
+        ...
+
+    async def publish_terminal(self, event: Event) -> None:
+        """The terminal event of a turn stored by a replica not running it (a lease
+        that expired), for followers elsewhere."""
+        ...
 
 
 class LiveTurn:
@@ -63,6 +94,11 @@ class LiveTurn:
         # For the turn metrics (core.observability.turns).
         self.started_monotonic = time.monotonic()
         self.first_token_monotonic: float | None = None
+        # With a SharedLive: where every published event also goes (never waits), and
+        # whether followers on other replicas still read the turn.
+        self.sink: Callable[[Event], None] | None = None
+        self.followed_elsewhere: Callable[[str], Awaitable[bool]] | None = None
+        self._expiry_check: asyncio.Task[None] | None = None
 
     @classmethod
     def replay(cls, events: list[Event], *, org_id: str, key: str = "",
@@ -90,6 +126,8 @@ class LiveTurn:
 
     def publish(self, event: Event) -> None:
         self.events.append(event)
+        if self.sink is not None:
+            self.sink(event)
         if event.terminal:
             self.done = True
             self.finished.set()
@@ -140,6 +178,11 @@ class LiveTurn:
                 self._on_detached()
 
     def _on_detached(self) -> None:
+        if self._grace <= 0 and self.followed_elsewhere is not None:
+            # No grace, but a client on another replica may still be reading it (as a
+            # duplicate attached here would keep it running).
+            self._expiry_check = asyncio.ensure_future(self._cancel_unless_followed())
+            return
         if self._grace <= 0:
             log.info("turn %s: client left, cancelling", self.turn_id)
             self.cancel(CANCEL_DISCONNECT)
@@ -148,11 +191,37 @@ class LiveTurn:
         loop = asyncio.get_running_loop()
         self._detach_timer = loop.call_later(self._grace, self._detach_expired)
 
+    def end(self) -> None:
+        """End a mirror that has no terminal event to publish: its followers return."""
+        self.done = True
+        self.finished.set()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
     def _detach_expired(self) -> None:
         self._detach_timer = None
-        if self._followers == 0 and not self.done:
-            log.info("turn %s: nobody reattached, cancelling", self.turn_id)
-            self.cancel(CANCEL_DISCONNECT)
+        if self._followers or self.done:
+            return
+        if self.followed_elsewhere is not None:
+            self._expiry_check = asyncio.ensure_future(self._cancel_unless_followed())
+            return
+        log.info("turn %s: nobody reattached, cancelling", self.turn_id)
+        self.cancel(CANCEL_DISCONNECT)
+
+    async def _cancel_unless_followed(self) -> None:
+        assert self.followed_elsewhere is not None
+        elsewhere = await self.followed_elsewhere(self.turn_id)
+        if self._followers or self.done:
+            return
+        if elsewhere:
+            # Reattached on another replica: look again once its presence could lapse.
+            loop = asyncio.get_running_loop()
+            again = min(self._grace, REMOTE_RECHECK_S) if self._grace > 0 else REMOTE_RECHECK_S
+            self._detach_timer = loop.call_later(again, self._detach_expired)
+            return
+        log.info("turn %s: nobody reattached, cancelling", self.turn_id)
+        self.cancel(CANCEL_DISCONNECT)
 
     def _cancel_timer(self) -> None:
         if self._detach_timer is not None:
@@ -165,6 +234,8 @@ class LiveTurns:
 
     def __init__(self) -> None:
         self._by_conversation: dict[str, LiveTurn] = {}
+        # With --redis: live events and followers shared by replicas.
+        self.shared: SharedLive | None = None
         # With --redis (core.redis_stops): stops the turn when another replica runs it.
         self.elsewhere: Callable[[str], Awaitable[tuple[bool, str] | None]] | None = None
 

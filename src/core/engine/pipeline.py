@@ -29,13 +29,13 @@ from core.domain import (
 )
 from core.engine import admission
 from core.engine.live import LiveTurn, LiveTurns
-from core.engine.recovery import FailedCommits, failed_commit
+from core.engine.recovery import INCOMPLETE, FailedCommits, failed_commit
 from core.errors import Code, Reason, SwitchboardError
 from core.events import Event, EventBody, StreamError
 from core.handoffs import ActivityDraft
 from core.outbox import events as outbox
 from core.ratelimit import LocalRateLimiter, RateLimit, RateLimiter
-from core.store.base import Store, TurnBegin, TurnCommit, UsageEntry
+from core.store.base import Store, TurnBegin, TurnClaimLost, TurnCommit, UsageEntry
 from core.store.failures import StoreUnavailable
 
 log = logging.getLogger("switchboard.turns")
@@ -120,6 +120,10 @@ class TurnPipeline:
         )
         live.idempotency_key = idempotency_key
         live.request_hash = turn.request_hash
+        shared = self.live.shared
+        if shared is not None:
+            live.sink = shared.writer(live)
+            live.followed_elsewhere = shared.followed_elsewhere
         self.live.add(live)
         return live
 
@@ -156,6 +160,13 @@ class TurnPipeline:
         except asyncio.CancelledError:
             # The commit goes on inside the shield; nothing more to publish from here.
             log.warning("turn %s: cancelled while storing", live.turn_id)
+        except TurnClaimLost:
+            # Another core took the turn's lease as expired (this one was unresponsive)
+            # and stored it as failed: that stored end stands, this result is dropped.
+            stored = False
+            log.warning("turn %s: stored as failed by another core meanwhile (its lease "
+                        "expired); this result is dropped", live.turn_id)
+            event = live.make_event(INCOMPLETE)
         except Exception as exc:
             stored = False
             if isinstance(exc, StoreUnavailable):

@@ -8,6 +8,10 @@ Two ways a turn can end without its final write:
   `running` as failed with a `turn_incomplete` error event, so a client reconnecting to
   the stream learns the turn ended without completing, and a retry under its
   Idempotency-Key gets that stored failure instead of "still running elsewhere".
+  On a store shared by several cores (PostgreSQL) a running turn may be another live
+  core's: only turns whose lease expired (`core.engine.leases`) are failed, at start-up
+  and by every core's periodic sweep (`fail_expired`), which also publishes the error
+  event to followers on other replicas.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from core.clock import IdSource
+from core.domain import TurnRecord
+from core.engine.live import SharedLive
 from core.errors import Code, Reason
 from core.events import Event, StreamError, TurnStatus
 from core.outbox.events import turn_completed
-from core.store.base import Store, TurnCommit
+from core.store.base import Store, TurnClaimLost, TurnCommit
 from core.store.failures import StoreUnavailable
 
 log = logging.getLogger("switchboard.engine")
@@ -118,21 +124,55 @@ async def incomplete_after(store: Store, org_id: str, conversation_id: str,
     return None
 
 
-async def recover_running(store: Store, now: datetime, ids: IdSource | None = None) -> int:
-    """At start-up: store every turn a previous process left running as failed, ending
-    with an `turn_incomplete` error event after the last event the store holds (and, with
-    `ids`, its `turn.completed` webhook event)."""
+async def store_incomplete(store: Store, turn: TurnRecord, now: datetime,
+                           after_seq: int = 0, ids: IdSource | None = None) -> Event:
+    """Store a turn that will never finish as failed, ending with a `turn_incomplete`
+    error event after the last event the store holds (and after `after_seq`, the last
+    one its followers may have seen live), with, given `ids`, its `turn.completed`
+    webhook event."""
+    conversation = await store.get_conversation(turn.org_id, turn.conversation_id)
+    last = max(turn.last_seq, conversation.last_seq if conversation else 0,
+               turn.first_seq - 1, after_seq)
+    event = Event(last + 1, turn.conversation_id, turn.id, now, INCOMPLETE)
+    await store.commit_turn(TurnCommit(
+        turn_id=turn.id, conversation_id=turn.conversation_id, status=TurnStatus.FAILED,
+        last_seq=event.seq, updated_at=now, events=(event,),
+        outbox=(turn_completed(ids, turn.org_id, turn.conversation_id, turn.id,
+                               TurnStatus.FAILED, INCOMPLETE, now),) if ids else (),
+    ))
+    return event
+
+
+async def fail_expired(store: Store, owner: str, now: datetime, lease_s: float,
+                       shared: SharedLive | None = None, ids: IdSource | None = None) -> int:
+    """Store every running turn whose lease expired (its core died) as failed; the
+    store hands each to one sweeping core only. Followers on other replicas get the
+    error event through `shared`."""
+    lease = timedelta(seconds=lease_s)
+    count = 0
+    for turn in await store.take_expired_leases(owner, now, now + lease, now - lease):
+        tail = await shared.tail_seq(turn.conversation_id, turn.id) if shared else 0
+        try:
+            event = await store_incomplete(store, turn, now, tail, ids)
+        except TurnClaimLost:
+            continue  # it committed after all
+        log.warning("turn %s: its core stopped renewing its lease; stored as failed",
+                    turn.id)
+        if shared is not None:
+            await shared.publish_terminal(event)
+        count += 1
+    return count
+
+
+async def recover_running(store: Store, now: datetime, *, owner: str = "",
+                          lease_s: float = 0.0, shared: SharedLive | None = None,
+                          ids: IdSource | None = None) -> int:
+    """At start-up: store every turn a previous process left running as failed (on a
+    shared store: those whose lease expired; the sweep takes the rest as they expire)."""
+    if store.shared:
+        return await fail_expired(store, owner, now, lease_s, shared, ids)
     count = 0
     for turn in await store.running_turns():
-        conversation = await store.get_conversation(turn.org_id, turn.conversation_id)
-        last = max(turn.last_seq, conversation.last_seq if conversation else 0,
-                   turn.first_seq - 1)
-        event = Event(last + 1, turn.conversation_id, turn.id, now, INCOMPLETE)
-        await store.commit_turn(TurnCommit(
-            turn_id=turn.id, conversation_id=turn.conversation_id, status=TurnStatus.FAILED,
-            last_seq=event.seq, updated_at=now, events=(event,),
-            outbox=(turn_completed(ids, turn.org_id, turn.conversation_id, turn.id,
-                                   TurnStatus.FAILED, INCOMPLETE, now),) if ids else (),
-        ))
+        await store_incomplete(store, turn, now, ids=ids)
         count += 1
     return count

@@ -16,6 +16,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -43,6 +46,7 @@ from core.engine.admission import Access, Caller
 from core.engine.handoff import WAITING_ACK, Handoffs
 from core.engine.idempotency import Idempotency, scoped_key
 from core.engine.identity import resolve_identity
+from core.engine.leases import LEASE_S
 from core.engine.live import CANCEL_STOP, LiveTurn
 from core.engine.loop import LoopInputs, LoopState, run_agent_loop
 from core.engine.pipeline import TurnPipeline
@@ -84,7 +88,7 @@ from core.providers.base import (
 from core.providers.registry import build_provider
 from core.quota import StorageQuota
 from core.ratelimit import RateLimit
-from core.store.base import Store, TurnBegin, UsageEntry
+from core.store.base import Store, TurnBegin, TurnConflict, UsageEntry
 from core.store.failures import StoreUnavailable
 from core.tools import ServerTools, ToolContext
 
@@ -182,6 +186,8 @@ class TurnEngine:
         self.handoffs = Handoffs(store, clock, ids)
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
+        # This core's name on the leases of its running turns (core.engine.leases).
+        self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # -- resolution ---------------------------------------------------------------------
 
@@ -248,7 +254,18 @@ class TurnEngine:
             )
             if existing is not None:
                 return existing
-            return await self._admit_and_start(principal, org, request, mode)
+            try:
+                return await self._admit_and_start(principal, org, request, mode)
+            except TurnConflict:
+                if self.live.shared is None:
+                    raise
+                # Another replica claimed the key a moment ago: attach to its turn.
+                existing = await self.idempotency.find(
+                    principal.org_id, request.idempotency_key, request_hash(request)
+                )
+                if existing is None:
+                    raise
+                return existing
 
     async def _admit_and_start(
         self, principal: Principal, org: Organisation, request: TurnRequest, mode: str
@@ -681,9 +698,15 @@ class TurnEngine:
         conversation = await admission.admit_conversation(
             self.store, principal, conversation_id, access or Access())
         live = self.live.get(conversation.id)
+        remote = await self._running_elsewhere(principal.org_id, conversation.id, live)
         if latest_turn:
             if live is not None:
                 after_seq = live.events[0].seq - 1 if live.events else conversation.last_seq
+            elif remote is not None:
+                # Its running segment opens right after what the store holds (read again:
+                # the turn before it may have been stored since the first read).
+                fresh = await self.store.get_conversation(principal.org_id, conversation.id)
+                after_seq = (fresh or conversation).last_seq
             else:
                 turn = await self.store.last_turn(principal.org_id, conversation.id)
                 after_seq = turn.first_seq - 1 if turn is not None else conversation.last_seq
@@ -698,17 +721,31 @@ class TurnEngine:
         for event in await self.store.list_events(principal.org_id, conversation.id,
                                                   after_seq):
             last = event.seq
+            if remote is not None and event.terminal and event.turn_id == remote.id:
+                remote = None  # it ended while we read: the store had all of it
             yield event
-        if live is None and last == after_seq and not latest_turn:
+        if live is None and remote is None and last == after_seq and not latest_turn:
             # Nothing stored after what the client saw: if a crash cut that turn short,
             # say so rather than answer as if the stream had been complete.
             incomplete = await incomplete_after(self.store, principal.org_id, conversation.id,
                                                 after_seq)
             if incomplete is not None:
                 yield incomplete
+        if live is None and remote is not None and self.live.shared is not None:
+            # Running on another replica: its live stream from the last event yielded.
+            live = self.live.shared.mirror(remote, last)
         if live is not None:
             async for event in live.follow(last):
                 yield event
+
+    async def _running_elsewhere(self, org_id: str, conversation_id: str,
+                                 live: LiveTurn | None) -> TurnRecord | None:
+        """The conversation's turn running on another replica (read before the store's
+        events, so a turn that ends in between is in them), or None."""
+        if live is not None or self.live.shared is None:
+            return None
+        turn = await self.store.last_turn(org_id, conversation_id)
+        return turn if turn is not None and turn.status == TurnStatus.RUNNING else None
 
     def track(self, task: asyncio.Future[Any]) -> None:
         """Work shielded from its caller (turn starts, flow messages) that shutdown waits
@@ -726,7 +763,8 @@ class TurnEngine:
     async def recover(self) -> None:
         """At start-up: turns a crashed process left running are stored as failed, ending
         with a `turn_incomplete` error event (see core.engine.recovery)."""
-        count = await recover_running(self.store, self.clock.now(), self.ids)
+        count = await recover_running(self.store, self.clock.now(), owner=self.replica_id,
+                                      lease_s=LEASE_S, shared=self.live.shared, ids=self.ids)
         if count:
             log.warning("stored %d turns left running by a previous process as failed", count)
 

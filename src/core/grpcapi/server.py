@@ -17,6 +17,7 @@ from core.activity_bus import RedisBus
 from core.agents.catalog import AgentCatalog
 from core.clock import Clock, IdSource, RandomIds, SystemClock
 from core.config import CoreConfig
+from core.engine.leases import Leases
 from core.engine.turns import TurnEngine
 from core.flows.sessions import SessionTokens
 from core.grpcapi.auth import AuthInterceptor
@@ -34,6 +35,7 @@ from core.observability.store import instrument_store
 from core.outbox.dispatcher import Dispatcher
 from core.pricing import Pricing
 from core.redis_limits import RedisRateLimiter, redacted
+from core.redis_live import RedisLive
 from core.redis_stops import RemoteStops
 from core.retention import Retention
 from core.store.base import Store
@@ -82,11 +84,21 @@ class CoreServer:
                                  pricer=self.pricing.price, agents=self.agents)
         self.redis_limits: RedisRateLimiter | None = None
         self.remote_stops: RemoteStops | None = None
+        self.redis_live: RedisLive | None = None
         if config.redis_url:
             self.redis_limits = RedisRateLimiter(config.redis_url, self.clock)
             # One limiter for the whole engine: the pipeline's and the turn engine's alias.
             self.engine.pipeline.rate_limiter = self.redis_limits
             self.engine.rate_limiter = self.redis_limits
+            # Live events to a Redis Stream; followers on any replica (core.redis_live).
+            self.redis_live = RedisLive(config.redis_url, self.store,
+                                        config.engine.detach_grace_s)
+            self.engine.live.shared = self.redis_live
+        # Running turns carry this core's lease where other cores share the store.
+        self.leases: Leases | None = (
+            Leases(self.store, self.engine.live, self.clock, self.engine.replica_id,
+                   ids=self.ids)
+            if self.store.shared else None)
         if config.redis_url:
             # Operators and visitors on any replica hear changes made on any other.
             self.engine.handoffs.bus = RedisBus(config.redis_url)
@@ -110,6 +122,8 @@ class CoreServer:
         await self.store.open()
         await self.sessions.load(self.store, self.ids)
         await self.engine.recover()
+        if self.leases is not None:
+            self.leases.start()
         if self.redis_limits is not None and await self.redis_limits.ping():
             log.info("rate limits shared through Redis at %s", redacted(self.config.redis_url))
         if self.config.redis_url:
@@ -194,6 +208,8 @@ class CoreServer:
         await self.retention.stop()
         await self.engine.shutdown()
         await self.webhooks.stop()
+        if self.leases is not None:
+            await self.leases.stop()
         if self._handlers is not None:
             self._handlers.close()
         if self.server is not None:
@@ -204,6 +220,8 @@ class CoreServer:
         if self.remote_stops is not None:
             await self.remote_stops.close()
         await self.engine.handoffs.bus.close()
+        if self.redis_live is not None:
+            await self.redis_live.close()
         await http_pool.release()
         log.info("core stopped")
 

@@ -149,6 +149,10 @@ class TurnCommit:
 
 
 class Store(Protocol):
+    # True when several processes run turns on this store at once (PostgreSQL): start-up
+    # recovery then leaves turns whose lease has not expired to the core holding it.
+    shared: bool
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -249,6 +253,20 @@ class Store(Protocol):
 
     async def running_turns(self) -> list[TurnRecord]:
         """Every turn stored as `running` (at start-up: the ones a crash left behind)."""
+        ...
+
+    async def renew_leases(self, owner: str, turn_ids: Sequence[str],
+                           expires_at: datetime) -> list[str]:
+        """Extend `owner`'s lease on these running turns to `expires_at` (a turn with no
+        lease takes it). Returns the ids renewed: a turn missing ended, or another
+        replica took it over as expired."""
+        ...
+
+    async def take_expired_leases(self, owner: str, now: datetime, expires_at: datetime,
+                                  unleased_before: datetime) -> list[TurnRecord]:
+        """The running turns whose lease expired before `now` (or that never had one and
+        were last updated before `unleased_before`), each now leased to `owner` until
+        `expires_at`, atomically: replicas sweeping at once never take the same turn."""
         ...
 
     async def last_turn(self, org_id: str, conversation_id: str) -> TurnRecord | None:

@@ -8,6 +8,7 @@ concurrency never surfaces as a backend error. READ COMMITTED suffices for both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,9 @@ def _compact(event: Event) -> dict[str, Any]:
 
 class PostgresStore(PgFlowsMixin, PgOutboxMixin, PgHandoffMixin):
     """PostgreSQL implementation of `core.store.base.Store`."""
+
+    # Several cores share the database: a running turn may be another live core's.
+    shared = True
 
     def __init__(self, dsn: str) -> None:
         self.db = PgDatabase(dsn)
@@ -380,8 +384,9 @@ class PostgresStore(PgFlowsMixin, PgOutboxMixin, PgHandoffMixin):
                 conn, org_id, conversation_id, turn_id, [("updated_at", "", now)]
             )
             row = await conn.fetchrow(
-                "UPDATE turns SET status = 'running', updated_at = $1 WHERE id = $2 AND "
-                "org_id = $3 RETURNING *",
+                # A new segment: the lease of the one before has expired and goes with it.
+                "UPDATE turns SET status = 'running', updated_at = $1, lease_owner = '', "
+                "lease_expires_at = NULL WHERE id = $2 AND org_id = $3 RETURNING *",
                 now, turn_id, org_id,
             )
         assert row is not None
@@ -515,6 +520,33 @@ class PostgresStore(PgFlowsMixin, PgOutboxMixin, PgHandoffMixin):
 
     async def running_turns(self) -> list[TurnRecord]:
         rows = await self.db.fetchall("SELECT * FROM turns WHERE status = 'running'")
+        return [self._turn(row) for row in rows]
+
+    async def renew_leases(self, owner: str, turn_ids: Sequence[str],
+                           expires_at: datetime) -> list[str]:
+        if not turn_ids:
+            return []
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "UPDATE turns SET lease_owner = $1, lease_expires_at = $2 "
+                "WHERE id = ANY($3::text[]) AND status = 'running' AND lease_owner IN ('', $1) "
+                "RETURNING id",
+                owner, expires_at, list(turn_ids),
+            )
+        return [str(row[0]) for row in rows]
+
+    async def take_expired_leases(self, owner: str, now: datetime, expires_at: datetime,
+                                  unleased_before: datetime) -> list[TurnRecord]:
+        # One UPDATE: under READ COMMITTED a second replica sweeping at once re-checks each
+        # row it waited for, finds the lease renewed by the first, and skips it.
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "UPDATE turns SET lease_owner = $1, lease_expires_at = $2 "
+                "WHERE status = 'running' AND ((lease_expires_at IS NOT NULL AND "
+                "lease_expires_at < $3) OR (lease_expires_at IS NULL AND updated_at < $4)) "
+                "RETURNING *",
+                owner, expires_at, now, unleased_before,
+            )
         return [self._turn(row) for row in rows]
 
     async def mark_running_turns(self, status: str, now: datetime) -> int:

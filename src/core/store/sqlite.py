@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,9 @@ def _compact(event: Event) -> dict[str, Any]:
 
 class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin, SqliteHandoffMixin):
     """SQLite implementation of `core.store.base.Store`."""
+
+    # One process per file: whatever is running at start-up was left by a crash.
+    shared = False
 
     def __init__(self, path: str | Path, synchronous: str | None = None) -> None:
         self.db = Database(path, synchronous)
@@ -392,8 +396,9 @@ class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin, SqliteHandoffMixin):
             conn, org_id, conversation_id, turn_id, ", updated_at = ?", (_ts(now),)
         )
         cursor = conn.execute(
-            "UPDATE turns SET status = 'running', updated_at = ? WHERE id = ? AND "
-            "org_id = ? RETURNING *",
+            # A new segment: the lease of the one before has expired and goes with it.
+            "UPDATE turns SET status = 'running', updated_at = ?, lease_owner = '', "
+            "lease_expires_at = NULL WHERE id = ? AND org_id = ? RETURNING *",
             (_ts(now), turn_id, org_id),
         )
         row = cursor.fetchone()
@@ -551,6 +556,39 @@ class SqliteStore(SqliteFlowsMixin, SqliteOutboxMixin, SqliteHandoffMixin):
     async def running_turns(self) -> list[TurnRecord]:
         rows = await self.db.fetchall("SELECT * FROM turns WHERE status = 'running'")
         return [self._turn(row) for row in rows]
+
+    async def renew_leases(self, owner: str, turn_ids: Sequence[str],
+                           expires_at: datetime) -> list[str]:
+        if not turn_ids:
+            return []
+        marks = ", ".join("?" for _ in turn_ids)
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                f"UPDATE turns SET lease_owner = ?, lease_expires_at = ? WHERE id IN ({marks}) "
+                "AND status = 'running' AND lease_owner IN ('', ?) RETURNING id",
+                (owner, micros(expires_at), *turn_ids, owner),
+            )
+            return [str(row[0]) for row in await cursor.fetchall()]
+
+    async def take_expired_leases(self, owner: str, now: datetime, expires_at: datetime,
+                                  unleased_before: datetime) -> list[TurnRecord]:
+        # The writer lock serialises this with every renewal: a turn is taken once.
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute("SELECT * FROM turns WHERE status = 'running'")
+            candidates = await cursor.fetchall()
+            taken: list[TurnRecord] = []
+            for row in candidates:
+                lease = row["lease_expires_at"]
+                expired = (lease < micros(now) if lease is not None
+                           else _dt(row["updated_at"]) < unleased_before)
+                if not expired:
+                    continue
+                await conn.execute(
+                    "UPDATE turns SET lease_owner = ?, lease_expires_at = ? WHERE id = ?",
+                    (owner, micros(expires_at), row["id"]),
+                )
+                taken.append(self._turn(row))
+            return taken
 
     async def mark_running_turns(self, status: str, now: datetime) -> int:
         """At start-up: turns left running by a crashed process are marked `status`."""

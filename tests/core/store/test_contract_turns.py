@@ -314,3 +314,51 @@ async def test_conversations_are_created_empty(store: Store, new_id: Ids) -> Non
     assert c is not None and c.last_seq == 0 and c.variables == {"x": 1}
     started = await store.begin_turn(TurnBegin(turn=turn("o1", "c1", new_id("t"))))
     assert started.first_seq == 1
+
+
+# -- leases (a running turn belongs to the live core renewing it) ------------------------
+
+
+async def test_a_renewed_lease_is_not_taken_and_an_expired_one_is_taken_once(
+        store: Store) -> None:
+    await make_org(store, "o1")
+    await begin_new(store, "o1", "c1", "t1")
+    await begin_new(store, "o1", "c2", "t2")
+    assert sorted(await store.renew_leases("core-a", ["t1", "t2", "nope"], later(10))) == [
+        "t1", "t2"]
+    assert await store.take_expired_leases("core-b", later(9), later(19), T0) == []
+    # core-a renews t1 only; t2's lease runs out.
+    assert await store.renew_leases("core-a", ["t1"], later(30)) == ["t1"]
+    taken = await store.take_expired_leases("core-b", later(11), later(21), T0)
+    assert [t.id for t in taken] == ["t2"] and taken[0].status == "running"
+    # Taken over: its old holder can no longer renew it, nor can a second sweep take it.
+    assert await store.renew_leases("core-a", ["t2"], later(40)) == []
+    assert await store.take_expired_leases("core-c", later(12), later(22), T0) == []
+
+
+async def test_a_turn_never_leased_counts_as_expired_only_once_stale(store: Store) -> None:
+    await make_org(store, "o1")
+    await begin_new(store, "o1", "c1", "t1")  # updated at T0, never leased
+    assert await store.take_expired_leases("core-b", later(5), later(15), T0) == []
+    taken = await store.take_expired_leases("core-b", later(5), later(15), later(1))
+    assert [t.id for t in taken] == ["t1"]
+
+
+async def test_finished_turns_hold_no_lease(store: Store) -> None:
+    await make_org(store, "o1")
+    first = await begin_new(store, "o1", "c1", "t1")
+    await store.renew_leases("core-a", ["t1"], later(10))
+    await commit(store, "o1", "c1", "t1", first.first_seq, ["done"])
+    assert await store.renew_leases("core-a", ["t1"], later(20)) == []
+    assert await store.take_expired_leases("core-b", later(60), later(70), later(60)) == []
+
+
+async def test_concurrent_sweeps_take_each_expired_turn_once(store: Store) -> None:
+    await make_org(store, "o1")
+    for n in range(6):
+        await begin_new(store, "o1", f"c{n}", f"t{n}")
+    await store.renew_leases("dead", [f"t{n}" for n in range(6)], later(1))
+    results = await asyncio.gather(*(
+        store.take_expired_leases(f"core-{k}", later(2), later(12), T0) for k in range(3)))
+    taken = [t.id for result in results for t in result]
+    assert sorted(taken) == [f"t{n}" for n in range(6)]
