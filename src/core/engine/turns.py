@@ -755,6 +755,12 @@ class TurnEngine:
 
     async def shutdown(self) -> None:
         self.draining = True
+        # Starts already past the draining check (admission, the store's claim) register
+        # their turns after this point: wait for them first, so the drain below waits for
+        # those turns too instead of leaving them to die with the process (the rolling
+        # restart test saw such turns end `turn_incomplete` once their lease expired).
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=self.config.shutdown_grace_s)
         await self.live.drain(self.config.shutdown_grace_s)
         if self._background:
             await asyncio.wait(set(self._background), timeout=self.config.shutdown_grace_s)
