@@ -18,7 +18,8 @@ from google.protobuf import struct_pb2
 
 from core import limits
 from core.clock import FixedClock
-from harness import Harness, auth, with_engine
+from core.engine.handoff import WAITING_ACK
+from harness import SECRET, Harness, auth, with_engine
 from launcher.cli import _config, build_parser
 from switchboard.v1 import chat_pb2
 
@@ -397,3 +398,17 @@ async def test_a_resumed_turn_is_billed_to_the_conversations_user(sb: Harness) -
         rows = db.execute("SELECT user_id FROM usage_ledger WHERE turn_id = ?",
                           (first.turn_id,)).fetchall()
     assert [r[0] for r in rows] == ["alice", "alice"]
+
+
+async def test_a_resume_after_a_handoff_answers_with_the_acknowledgement(sb: Harness) -> None:
+    """Handed to a person while the client ran its tool: the resume records the result and
+    answers with the waiting acknowledgement; the agent (model) does not run."""
+    await weather_agent(sb)
+    first = await chat(sb, turn())
+    async with sb.http.post(
+            f"/api/operator/v1/conversations/{first.conversation_id}/handoff", json={},
+            headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+        assert resp.status == 200, await resp.text()
+    done = await chat(sb, resume(first.interrupt.interrupt_id, call_0_0={"temp": 21}))
+    assert done.completed.text == WAITING_ACK.format(team="support")
+    assert "Weather" not in done.completed.text

@@ -454,7 +454,10 @@ class TurnEngine:
         billed = replace(request, user_id=conversation.user_id or request.user_id,
                          ledger_user=admission.trusted_user(conversation)
                          or request.ledger_user)
-        self._spawn(live, self._run(live, agent, billed, state, base, None))
+        # A person has the conversation now (handed off while the client ran its tools):
+        # the results are recorded, the acknowledgement answers, and no model runs.
+        held = await self.handoffs.held(org.id, conversation.id)
+        self._spawn(live, self._run(live, agent, billed, state, base, None, held))
         return live
 
     def _spawn(self, live: LiveTurn, coro: Any) -> None:
