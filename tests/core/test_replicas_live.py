@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis_support import flushed_db, url_for
 
 from core import redis_limits
 from core.engine.leases import Leases
@@ -43,7 +44,7 @@ from switchboard.v1 import chat_pb2
 
 REDIS_DB = 12
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = url_for(REDIS_DB)
 REPLY = " ".join(["héllo wörld ✓"] * 12)  # 36 tokens
 DELAY_MS = 20  # under a second a turn: long enough to cross replicas mid-turn
 GRACE_S = 1.0
@@ -52,18 +53,8 @@ ID_LINE = re.compile(rb"^id: (\d+)$", re.MULTILINE)
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await client.flushdb()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__}): "
-                    "cross-replica tests need one")
-    try:
-        yield REDIS_URL
-    finally:
-        await client.flushdb()
-        await client.aclose()
+    async with flushed_db(REDIS_DB, "cross-replica tests") as url:
+        yield url
 
 
 @pytest.fixture

@@ -26,15 +26,14 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis_support import flushed_db, url_for
 from test_two_cores import SECRET, Proc
 
 from core.demo.seed import DEMO_WIDGET_KEY as WIDGET
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 REDIS_DB = 13
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = url_for(REDIS_DB)
 ID_LINE = re.compile(rb"^id: (\d+)$", re.MULTILINE)
 RPS, BURST, SECONDS = 10.0, 5, 3.0
 AGENTS = {
@@ -65,18 +64,8 @@ async def cli(*args: str) -> None:
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await client.flushdb()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__}): "
-                    "the replica test needs one")
-    try:
-        yield REDIS_URL
-    finally:
-        await client.flushdb()
-        await client.aclose()
+    async with flushed_db(REDIS_DB, "the replica tests") as url:
+        yield url
 
 
 @pytest.fixture

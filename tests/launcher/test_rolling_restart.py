@@ -23,13 +23,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis_support import flushed_db, url_for
 
 from core.demo.seed import DEMO_SECRET_KEY as SECRET
 
 REDIS_DB = 10
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = url_for(REDIS_DB)
 CLIENTS = 50
 SHIM_LISTENING = re.compile(r"shim listening on http://127\.0\.0\.1:(\d+)")
 PIECE, REPEAT = " tök", 30
@@ -101,18 +100,8 @@ class Fleet:
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await client.flushdb()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__}): "
-                    "the rolling-restart test needs one")
-    try:
-        yield REDIS_URL
-    finally:
-        await client.flushdb()
-        await client.aclose()
+    async with flushed_db(REDIS_DB, "the rolling-restart test and its replicas") as url:
+        yield url
 
 
 def _blocks(raw: bytes) -> tuple[list[tuple[int | None, str]], bytes]:

@@ -16,13 +16,13 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis_support import flushed_db, url_for
 
 from launcher.workers import MAX_WORKERS, parse_workers, refusal
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
-REDIS_URL = "redis://127.0.0.1:6379/14"  # this test file's own Redis db
+REDIS_DB = 14  # this test file's own Redis db
+REDIS_URL = url_for(REDIS_DB)
 WIDGET = "ab_live_demo_widget_key"
 SECRET = "sk_demo_secret_key"
 SHIM = re.compile(r"shim listening on http://127\.0\.0\.1:(\d+).*\[worker=(\d+)\]")
@@ -36,18 +36,8 @@ CONNECTIONS = 18
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await client.flushdb()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__}): "
-                    "--workers tests need one")
-    try:
-        yield REDIS_URL
-    finally:
-        await client.flushdb()
-        await client.aclose()
+    async with flushed_db(REDIS_DB, "--workers tests") as url:
+        yield url
 
 
 def env() -> dict[str, str]:

@@ -14,29 +14,19 @@ import pytest
 import redis.asyncio as aioredis
 from halo_client import post
 from handoff_client import LISTEN, OPERATOR, WAIT_S, op, sse
-from redis.exceptions import RedisError
+from redis_support import flushed_db, url_for
 
 from core import activity_bus
 from harness import SECRET, WIDGET, Harness
 
 REDIS_DB = 15
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = url_for(REDIS_DB)
 
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await client.flushdb()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__}): "
-                    "the replica tests need one")
-    try:
-        yield REDIS_URL
-    finally:
-        await client.flushdb()
-        await client.aclose()
+    async with flushed_db(REDIS_DB, "the replica tests") as url:
+        yield url
 
 
 @pytest.fixture

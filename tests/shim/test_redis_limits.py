@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis_support import flushed_db, url_for
 
 from core import redis_limits
 from core.clock import FixedClock
@@ -28,23 +29,13 @@ from harness import SECRET, Harness, auth
 from switchboard.v1 import chat_pb2, events_pb2
 
 REDIS_DB = 11
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = url_for(REDIS_DB)
 
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await client.flushdb()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__}): "
-                    "shared-limit tests need one")
-    try:
-        yield REDIS_URL
-    finally:
-        await client.flushdb()
-        await client.aclose()
+    async with flushed_db(REDIS_DB, "shared-limit tests") as url:
+        yield url
 
 
 async def replicas(tmp_path: Path, url: str, clock: FixedClock) -> tuple[Harness, Harness]:
