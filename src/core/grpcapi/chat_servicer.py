@@ -17,17 +17,13 @@ from core.errors import Code, Reason, SwitchboardError
 from core.events import Event, StreamError
 from core.grpcapi import convert
 from core.grpcapi.auth import current_principal
-from core.grpcapi.errors import to_status
+from core.grpcapi.errors import abort
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchboard.grpc")
 
 # grpcio is untyped; the alias documents what the handlers receive.
 Context: TypeAlias = Any  # grpc.aio.ServicerContext
-
-
-async def abort(context: Context, error: SwitchboardError) -> None:
-    await context.abort_with_status(to_status(error))
 
 
 def error_of(event: Event) -> SwitchboardError | None:

@@ -17,10 +17,12 @@ from core.domain import (
     ToolOutput,
     TurnRequest,
 )
+from core.engine.handoff import QueueEntry
 from core.engine.turns import TurnFold
 from core.errors import Code, Reason, SwitchboardError
+from core.handoffs import Activity, HandoffRecord, HandoffState
 from core.providers.base import ContextEntry, ToolSpec
-from switchboard.v1 import chat_pb2, events_pb2
+from switchboard.v1 import chat_pb2, events_pb2, operator_pb2
 
 _STATUS = {
     ev.TurnStatus.RUNNING: events_pb2.TURN_STATUS_RUNNING,
@@ -237,4 +239,42 @@ def message_pb(m: MessageRecord) -> chat_pb2.Message:
         usage=usage_pb(m.usage), images=list(m.images), created_at=_ts(m.created_at),
         agent_id=m.agent_id,
         operator_name=str(m.metadata.get("operator_name", "")) if m.role == "operator" else "",
+    )
+
+
+# -- human handoff (OperatorService, ListenService) --------------------------------------
+
+STATE_PB = {
+    HandoffState.BOT: operator_pb2.HANDOFF_STATE_BOT,
+    HandoffState.WAITING: operator_pb2.HANDOFF_STATE_WAITING,
+    HandoffState.HUMAN: operator_pb2.HANDOFF_STATE_HUMAN,
+    HandoffState.CLOSED: operator_pb2.HANDOFF_STATE_CLOSED,
+}
+STATE_OF_PB = {v: k for k, v in STATE_PB.items()}
+
+
+def _maybe_ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    return _ts(moment) if moment is not None else None
+
+
+def handoff_pb(record: HandoffRecord, entry: QueueEntry | None = None) -> operator_pb2.Handoff:
+    out = operator_pb2.Handoff(
+        conversation_id=record.conversation_id, state=STATE_PB[record.state],
+        team=record.team, ticket_id=record.ticket_id, reason=record.reason,
+        operator_id=record.operator_id, operator_name=record.operator_name,
+        updated_at=_ts(record.updated_at), requested_at=_maybe_ts(record.requested_at),
+    )
+    if entry is not None:
+        out.user_id = entry.conversation.user_id
+        out.agent_id = entry.conversation.agent_id
+        out.context.CopyFrom(_struct(dict(entry.conversation.context)))
+        if entry.end_user is not None:
+            out.traits.CopyFrom(_struct(dict(entry.end_user.traits)))
+    return out
+
+
+def activity_pb(activity: Activity) -> operator_pb2.Activity:
+    return operator_pb2.Activity(
+        id=activity.id, conversation_id=activity.conversation_id, kind=activity.kind,
+        data=_struct(activity.data), created_at=_ts(activity.created_at),
     )

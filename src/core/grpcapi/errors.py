@@ -78,3 +78,8 @@ def to_status(error: SwitchboardError) -> grpc.Status:
 
 def status_code(code: Code) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, code.name)  # type: ignore[no-any-return]
+
+
+async def abort(context: Any, error: SwitchboardError) -> None:
+    """End an RPC with `error` as its status (a servicer's one way to refuse)."""
+    await context.abort_with_status(to_status(error))

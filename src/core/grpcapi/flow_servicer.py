@@ -18,7 +18,7 @@ from core.flows.messages import FlowMessage, FlowReply, Intent
 from core.flows.runner import Block
 from core.flows.store import ExecutionRecord, ExecutionStatus
 from core.grpcapi.auth import current_principal
-from core.grpcapi.errors import to_status
+from core.grpcapi.errors import abort
 from core.grpcapi.services import CoreParts
 from switchboard.v1 import events_pb2, flow_pb2, flow_pb2_grpc
 
@@ -118,7 +118,7 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
                 current_principal(), request.agent, request.conversation_id, request.origin,
                 Access(request.origin, "", request.user_id, request.user_token))
         except SwitchboardError as exc:
-            await context.abort_with_status(to_status(exc))
+            await abort(context, exc)
             raise
         return flow_pb2.CreateSessionResponse(
             token=info.token, expires_at=_ts(info.expires_at),
@@ -131,7 +131,7 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
         try:
             intents = await self.engine.list_intents(current_principal())
         except SwitchboardError as exc:
-            await context.abort_with_status(to_status(exc))
+            await abort(context, exc)
             raise
         return flow_pb2.ListIntentsResponse(intents=[_intent_pb(i) for i in intents])
 
@@ -141,7 +141,7 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
             reply = await self.engine.send_message(current_principal(), flow_message(request),
                                                    request.origin)
         except SwitchboardError as exc:
-            await context.abort_with_status(to_status(exc))
+            await abort(context, exc)
             raise
         return flow_pb2.SendMessageResponse(reply=reply_pb(reply))
 
@@ -151,7 +151,7 @@ class FlowServicer(flow_pb2_grpc.FlowServiceServicer):
             execution = await self.engine.get_execution(current_principal(),
                                                         request.execution_id)
         except SwitchboardError as exc:
-            await context.abort_with_status(to_status(exc))
+            await abort(context, exc)
             raise
         return flow_pb2.GetExecutionResponse(execution=execution_pb(execution))
 

@@ -3,75 +3,33 @@ the handoff engine (core.engine.handoff), and their registrar for CoreServer."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
 
 from core.engine.admission import Access
-from core.engine.handoff import Handoffs, QueueEntry
+from core.engine.handoff import Handoffs
 from core.errors import SwitchboardError
 from core.grpcapi import convert
 from core.grpcapi.auth import current_principal
-from core.grpcapi.errors import to_status
+from core.grpcapi.errors import abort
 from core.grpcapi.services import CoreParts
-from core.handoffs import Activity, HandoffRecord, HandoffState
 from switchboard.v1 import operator_pb2, operator_pb2_grpc
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (untyped in grpc stubs)
+T = TypeVar("T")
 
 OPERATOR_SERVICE = operator_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name
 LISTEN_SERVICE = operator_pb2.DESCRIPTOR.services_by_name["ListenService"].full_name
 
-STATE_PB = {
-    HandoffState.BOT: operator_pb2.HANDOFF_STATE_BOT,
-    HandoffState.WAITING: operator_pb2.HANDOFF_STATE_WAITING,
-    HandoffState.HUMAN: operator_pb2.HANDOFF_STATE_HUMAN,
-    HandoffState.CLOSED: operator_pb2.HANDOFF_STATE_CLOSED,
-}
-STATE_OF_PB = {v: k for k, v in STATE_PB.items()}
-
-
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(data)
-    return s
-
-
-def _ts(moment: Any) -> timestamp_pb2.Timestamp | None:
-    if moment is None:
-        return None
-    t = timestamp_pb2.Timestamp()
-    t.FromDatetime(moment)
-    return t
-
-
-def handoff_pb(record: HandoffRecord, entry: QueueEntry | None = None) -> operator_pb2.Handoff:
-    out = operator_pb2.Handoff(
-        conversation_id=record.conversation_id, state=STATE_PB[record.state],
-        team=record.team, ticket_id=record.ticket_id, reason=record.reason,
-        operator_id=record.operator_id, operator_name=record.operator_name,
-        updated_at=_ts(record.updated_at), requested_at=_ts(record.requested_at),
-    )
-    if entry is not None:
-        out.user_id = entry.conversation.user_id
-        out.agent_id = entry.conversation.agent_id
-        out.context.CopyFrom(_struct(dict(entry.conversation.context)))
-        if entry.end_user is not None:
-            out.traits.CopyFrom(_struct(dict(entry.end_user.traits)))
-    return out
-
-
-def activity_pb(activity: Activity) -> operator_pb2.Activity:
-    return operator_pb2.Activity(
-        id=activity.id, conversation_id=activity.conversation_id, kind=activity.kind,
-        data=_struct(activity.data), created_at=_ts(activity.created_at),
-    )
-
-
-async def _abort(context: Context, exc: SwitchboardError) -> None:
-    await context.abort_with_status(to_status(exc))
+async def _answer(context: Context, pending: Awaitable[T]) -> T:
+    """The result of a Handoffs call, or the RPC aborted with its error."""
+    try:
+        return await pending
+    except SwitchboardError as exc:
+        await abort(context, exc)
+        raise
 
 
 class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
@@ -81,25 +39,21 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     async def ListHandoffs(self, request: operator_pb2.ListHandoffsRequest,
                            context: Context) -> operator_pb2.ListHandoffsResponse:
         try:
-            states = [STATE_OF_PB.get(s, "unspecified") for s in request.states]
+            states = [convert.STATE_OF_PB.get(s, "unspecified") for s in request.states]
             entries = await self.handoffs.queue(current_principal(), states,
                                                 request.operator_name)
         except SwitchboardError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             raise
         return operator_pb2.ListHandoffsResponse(
-            handoffs=[handoff_pb(e.handoff, e) for e in entries])
+            handoffs=[convert.handoff_pb(e.handoff, e) for e in entries])
 
     async def GetHandoff(self, request: operator_pb2.GetHandoffRequest,
                          context: Context) -> operator_pb2.GetHandoffResponse:
-        try:
-            entry, messages = await self.handoffs.get(
-                current_principal(), request.conversation_id, request.operator_name)
-        except SwitchboardError as exc:
-            await _abort(context, exc)
-            raise
+        entry, messages = await _answer(context, self.handoffs.get(
+            current_principal(), request.conversation_id, request.operator_name))
         return operator_pb2.GetHandoffResponse(
-            handoff=handoff_pb(entry.handoff, entry),
+            handoff=convert.handoff_pb(entry.handoff, entry),
             messages=[convert.message_pb(m) for m in messages])
 
     async def WatchHandoffs(self, request: operator_pb2.WatchHandoffsRequest,
@@ -111,68 +65,47 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
                 request.after_id if request.HasField("after_id") else None,
                 request.operator_name)
         except SwitchboardError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             return
         try:
             yield operator_pb2.WatchHandoffsResponse()  # admitted: the stream is following
             async for activity in activities:
-                yield operator_pb2.WatchHandoffsResponse(activity=activity_pb(activity))
+                yield operator_pb2.WatchHandoffsResponse(activity=convert.activity_pb(activity))
         finally:
             activities.close()
 
     async def RequestHandoff(self, request: operator_pb2.RequestHandoffRequest,
                              context: Context) -> operator_pb2.RequestHandoffResponse:
-        try:
-            record = await self.handoffs.request(
-                current_principal(), request.conversation_id, request.team, request.reason,
-                request.operator_name)
-        except SwitchboardError as exc:
-            await _abort(context, exc)
-            raise
-        return operator_pb2.RequestHandoffResponse(handoff=handoff_pb(record))
+        record = await _answer(context, self.handoffs.request(
+            current_principal(), request.conversation_id, request.team, request.reason,
+            request.operator_name))
+        return operator_pb2.RequestHandoffResponse(handoff=convert.handoff_pb(record))
 
     async def ClaimHandoff(self, request: operator_pb2.ClaimHandoffRequest,
                            context: Context) -> operator_pb2.ClaimHandoffResponse:
-        try:
-            record = await self.handoffs.claim(current_principal(), request.conversation_id,
-                                               request.operator_name)
-        except SwitchboardError as exc:
-            await _abort(context, exc)
-            raise
-        return operator_pb2.ClaimHandoffResponse(handoff=handoff_pb(record))
+        record = await _answer(context, self.handoffs.claim(
+            current_principal(), request.conversation_id, request.operator_name))
+        return operator_pb2.ClaimHandoffResponse(handoff=convert.handoff_pb(record))
 
     async def SendOperatorMessage(
         self, request: operator_pb2.SendOperatorMessageRequest, context: Context
     ) -> operator_pb2.SendOperatorMessageResponse:
-        try:
-            message, activity = await self.handoffs.send(
-                current_principal(), request.conversation_id, request.text,
-                request.operator_name)
-        except SwitchboardError as exc:
-            await _abort(context, exc)
-            raise
+        message, activity = await _answer(context, self.handoffs.send(
+            current_principal(), request.conversation_id, request.text, request.operator_name))
         return operator_pb2.SendOperatorMessageResponse(
             message=convert.message_pb(message), activity_id=activity.id)
 
     async def ReleaseHandoff(self, request: operator_pb2.ReleaseHandoffRequest,
                              context: Context) -> operator_pb2.ReleaseHandoffResponse:
-        try:
-            record = await self.handoffs.release(current_principal(), request.conversation_id,
-                                                 request.operator_name)
-        except SwitchboardError as exc:
-            await _abort(context, exc)
-            raise
-        return operator_pb2.ReleaseHandoffResponse(handoff=handoff_pb(record))
+        record = await _answer(context, self.handoffs.release(
+            current_principal(), request.conversation_id, request.operator_name))
+        return operator_pb2.ReleaseHandoffResponse(handoff=convert.handoff_pb(record))
 
     async def CloseHandoff(self, request: operator_pb2.CloseHandoffRequest,
                            context: Context) -> operator_pb2.CloseHandoffResponse:
-        try:
-            record = await self.handoffs.close(current_principal(), request.conversation_id,
-                                               request.operator_name)
-        except SwitchboardError as exc:
-            await _abort(context, exc)
-            raise
-        return operator_pb2.CloseHandoffResponse(handoff=handoff_pb(record))
+        record = await _answer(context, self.handoffs.close(
+            current_principal(), request.conversation_id, request.operator_name))
+        return operator_pb2.CloseHandoffResponse(handoff=convert.handoff_pb(record))
 
 
 class ListenServicer(operator_pb2_grpc.ListenServiceServicer):
@@ -188,12 +121,13 @@ class ListenServicer(operator_pb2_grpc.ListenServiceServicer):
                 current_principal(), request.conversation_id, access,
                 request.after_id if request.HasField("after_id") else None)
         except SwitchboardError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             return
         try:
             yield operator_pb2.ListenConversationResponse()  # admitted: following from now
             async for activity in activities:
-                yield operator_pb2.ListenConversationResponse(activity=activity_pb(activity))
+                yield operator_pb2.ListenConversationResponse(
+                    activity=convert.activity_pb(activity))
         finally:
             activities.close()
 
